@@ -1,0 +1,7 @@
+"""``python -m cfban``."""
+
+from __future__ import annotations
+
+from cfban.cli import main
+
+main()

@@ -1,0 +1,248 @@
+"""Configuration: a TOML file plus environment variables, validated once, then frozen.
+
+Where the file is: ``--config PATH``, else ``$CFBAN_CONFIG``, else ``/etc/cfban/cfban.toml``.
+A missing default file is not an error: cfban then runs on its embedded defaults, which is a
+dry run (no token, so no Cloudflare call is made). Environment variables win over the file:
+
+==========================  ====================================
+``CLOUDFLARE_API_TOKEN``    ``[cloudflare] api_token``
+``CFBAN_API_TOKEN_FILE``    ``[cloudflare] api_token_file``
+``CFBAN_API_URL``           ``[cloudflare] api_url``
+``CFBAN_ACCOUNT_ID``        ``[cloudflare] account_id``
+``CFBAN_ZONE_ID``           ``[cloudflare] zone_id``
+``CFBAN_BACKEND``           ``[cloudflare] backend``
+``CFBAN_STATE_DIR``         ``state_dir``
+==========================  ====================================
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from cfban.durations import parse_duration
+from cfban.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/cfban/cfban.toml")
+DEFAULT_API_URL = "https://api.cloudflare.com/client/v4"
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+
+
+def _check_networks(values: list[str]) -> list[str]:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or CIDR network") from None
+    return values
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CloudflareSettings(_Model):
+    """The ``[cloudflare]`` table."""
+
+    api_url: str = DEFAULT_API_URL
+    api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+    backend: Literal["access-rules", "list"] = "access-rules"
+    zone_id: str | None = None
+    zone_ids: list[str] = Field(default_factory=list)
+    account_id: str | None = None
+    list_name: str = "cfban"
+    mode: Literal["block", "challenge", "js_challenge", "managed_challenge"] = "block"
+    ipv6_prefix: int = Field(default=64, ge=32, le=128)
+    requests_per_window: int = Field(default=1200, ge=1)
+    window_seconds: Duration = 300
+    timeout: float = Field(default=10.0, gt=0)
+    deliver_deadline: float = Field(default=3.0, ge=0)
+
+    @property
+    def zones(self) -> list[str]:
+        """Every configured zone id, ``zone_id`` first."""
+        zones = [self.zone_id] if self.zone_id else []
+        return zones + [z for z in self.zone_ids if z not in zones]
+
+
+class RealIpSettings(_Model):
+    """The ``[realip]`` table: whom to believe about the client address."""
+
+    header: str = "CF-Connecting-IP"
+    trusted_proxies: Annotated[list[str], BeforeValidator(_check_networks)] = Field(
+        default_factory=list
+    )
+    use_x_forwarded_for: bool = False
+
+
+class JailSettings(_Model):
+    """One ``[jails.NAME]`` table."""
+
+    enabled: bool = True
+    filter: str
+    logpath: list[str] = Field(default_factory=list)
+    maxretry: int = Field(default=5, ge=1)
+    findtime: Duration = 600
+    bantime: Duration = 600
+    ignoreip: Annotated[list[str], BeforeValidator(_check_networks)] = Field(
+        default_factory=list
+    )
+    bantime_factor: float = Field(default=1.0, ge=1.0)
+    bantime_maxtime: Duration | None = None
+
+    @field_validator("logpath", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class Settings(_Model):
+    """The whole configuration."""
+
+    state_dir: Path | None = None
+    ignoreip: Annotated[list[str], BeforeValidator(_check_networks)] = Field(
+        default_factory=list
+    )
+    log_format: Literal["text", "json"] = "text"
+    cloudflare: CloudflareSettings = Field(default_factory=CloudflareSettings)
+    realip: RealIpSettings = Field(default_factory=RealIpSettings)
+    jails: dict[str, JailSettings] = Field(default_factory=dict)
+    source: str = "embedded defaults"
+
+    @property
+    def dry_run(self) -> bool:
+        """True when no API token is configured: Cloudflare calls are printed, not made."""
+        return self.token() is None
+
+    def token(self) -> SecretStr | None:
+        """The API token, from the setting or the token file.
+
+        Raises:
+            ConfigError: the token file cannot be read or is empty.
+        """
+        cf = self.cloudflare
+        if cf.api_token is not None and cf.api_token.get_secret_value().strip():
+            return SecretStr(cf.api_token.get_secret_value().strip())
+        if cf.api_token_file is None:
+            return None
+        try:
+            text = cf.api_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read api_token_file {cf.api_token_file}: {exc.strerror}",
+                hint="check the path and that cfban may read it",
+            ) from None
+        if not text:
+            raise ConfigError(f"api_token_file {cf.api_token_file} is empty")
+        return SecretStr(text)
+
+    def token_file_warning(self) -> str | None:
+        """A warning when the token file can be read by other local users."""
+        path = self.cloudflare.api_token_file
+        if path is None:
+            return None
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            return None
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            return f"{path} is readable by other users; run: chmod 600 {path}"
+        return None
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        """Where the state database lives."""
+        if self.state_dir is not None:
+            return self.state_dir
+        if os.geteuid() == 0:
+            return Path("/var/lib/cfban")
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "cfban"
+
+
+_ENV_CLOUDFLARE = {
+    "CLOUDFLARE_API_TOKEN": "api_token",
+    "CFBAN_API_TOKEN_FILE": "api_token_file",
+    "CFBAN_API_URL": "api_url",
+    "CFBAN_ACCOUNT_ID": "account_id",
+    "CFBAN_ZONE_ID": "zone_id",
+    "CFBAN_BACKEND": "backend",
+}
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    data = dict(raw)
+    cloudflare = dict(data.get("cloudflare") or {})
+    for var, key in _ENV_CLOUDFLARE.items():
+        if env.get(var):
+            cloudflare[key] = env[var]
+    if cloudflare:
+        data["cloudflare"] = cloudflare
+    if env.get("CFBAN_STATE_DIR"):
+        data["state_dir"] = env["CFBAN_STATE_DIR"]
+    return data
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting (check its spelling and its [table])"
+        problems.append(f"{where}: {message}")
+    return f"invalid configuration in {source}: " + "; ".join(problems)
+
+
+def load_settings(
+    path: Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the configuration (see the module docstring for where from).
+
+    Raises:
+        ConfigError: the file cannot be read, is not TOML, or has invalid settings.
+    """
+    env = os.environ if env is None else env
+    explicit = path is not None or bool(env.get("CFBAN_CONFIG"))
+    if path is None:
+        path = Path(env["CFBAN_CONFIG"]) if env.get("CFBAN_CONFIG") else DEFAULT_CONFIG_PATH
+    raw: dict[str, Any] = {}
+    source = "embedded defaults"
+    if path.exists() or explicit:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                f"configuration file {path} does not exist",
+                hint="pass --config PATH or set CFBAN_CONFIG to an existing file",
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"configuration file {path} is not UTF-8 text") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+        source = str(path)
+    data = _apply_env(raw, env)
+    data["source"] = source
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None

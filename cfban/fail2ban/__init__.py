@@ -1,0 +1,18 @@
+"""fail2ban compatibility: read fail2ban filter files and match log lines as fail2ban would.
+
+The specification is fail2ban's own behaviour (filter files, tags, dates). Modules:
+
+``_model``      the dataclasses that flow between the parts (definition, date match, failure)
+``_options``    ``name[opt=val, ...]`` filter specs and option lists
+``_ini``        fail2ban's INI dialect: includes, ``.local`` siblings, ``%(...)s`` interpolation
+``_loader``     filter spec -> files -> :class:`FilterDefinition` (``<tag>`` substitution)
+``_dates``      date templates, ``datepattern``, ``%Ex...`` directives, date -> epoch
+``_regex``      regex tags (``<HOST>``, ``<F-NAME>``, ...) expanded and compiled
+``_matcher``    the pure per-line pipeline: :class:`Filter`
+"""
+
+from __future__ import annotations
+
+from cfban.fail2ban._model import DateMatch, Failure, FilterDefinition, RegexSource
+
+__all__ = ["DateMatch", "Failure", "FilterDefinition", "RegexSource"]
