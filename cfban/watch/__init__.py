@@ -1,0 +1,17 @@
+"""``cfban watch``: tail nginx logs, run the jails, ban and expire at Cloudflare.
+
+==============  ===========================================================================
+``_jails``      the configured jails, built: filter, counter, guard, log paths
+``_pipeline``   one line through filter -> real-IP resolver -> guard -> jail (no I/O)
+``_metrics``    counters, Prometheus text, the optional metrics endpoint
+``_status``     the status file the daemon keeps, ``cfban status`` and ``cfban health``
+``_daemon``     wiring: followers, the pipeline, commits, the delivery thread, signals
+==============  ===========================================================================
+"""
+
+from __future__ import annotations
+
+from cfban.watch._daemon import Daemon, WatchOptions
+from cfban.watch._status import Health, read_status
+
+__all__ = ["Daemon", "Health", "WatchOptions", "read_status"]

@@ -1,0 +1,314 @@
+"""The daemon: wiring only.
+
+Main thread: follow the jails' log files, run each complete line through the pipeline, and
+commit the bans it decides together with the file cursors (one transaction per batch). A
+delivery thread drains the outbox into Cloudflare concurrently, so a slow or failing
+Cloudflare never stalls log reading; it also turns ended bans into removals. SIGTERM/SIGINT
+stop cleanly *without* unbanning (bans stay at Cloudflare until they expire); SIGHUP reloads
+the configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from cfban.bans import BanService
+from cfban.clock import Clock, SystemClock
+from cfban.config import Settings
+from cfban.errors import CfbanError
+from cfban.fail2ban._matcher import decode_line
+from cfban.realip import GuardStats, Resolver, load_ranges
+from cfban.state._cursors import Hold, commit_batch, load_cursors
+from cfban.tailer import Cursor, Follower, Watcher
+from cfban.targets import ban_target
+from cfban.watch._jails import JailRuntime, build_jails
+from cfban.watch._metrics import Metrics, serve_metrics
+from cfban.watch._pipeline import Pipeline
+from cfban.watch._status import STATUS_INTERVAL, write_status
+
+log = logging.getLogger(__name__)
+
+BATCH_LINES = 2_000
+PURGE_INTERVAL = 10.0
+
+
+@dataclass
+class WatchOptions:
+    """How ``cfban watch`` runs."""
+
+    from_start: bool = False
+    exit_idle: float | None = None
+    poll: float = 1.0
+    metrics_address: str | None = None
+    reload: Callable[[], Settings] | None = None
+
+
+@dataclass
+class _File:
+    follower: Follower
+    jails: list[JailRuntime] = field(default_factory=list)
+    caught_up: bool = False
+
+
+class Daemon:
+    """Runs the jails of ``settings`` until stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: WatchOptions | None = None,
+        *,
+        clock: Clock | None = None,
+        service_factory: Callable[[Settings], BanService] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options or WatchOptions()
+        self.clock = clock or SystemClock()
+        self.metrics = Metrics()
+        self._factory = service_factory or (lambda s: BanService(s, clock=self.clock))
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._deliver_now = threading.Event()
+        self._files: dict[Path, _File] = {}
+        self._last_error: str | None = None
+        self._oldest_queued: float | None = None
+        self._setup(settings)
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def _setup(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stats = GuardStats()
+        ranges = load_ranges(settings)
+        self.pipeline = Pipeline(Resolver.from_settings(settings, ranges), self.metrics)
+        self.jails = build_jails(settings, now=self.clock.now, ranges=ranges, stats=self.stats)
+
+    def _attach_files(self, cursors: dict[str, Cursor]) -> None:
+        wanted: dict[Path, list[JailRuntime]] = {}
+        for jail in self.jails:
+            for path in jail.paths():
+                wanted.setdefault(path, []).append(jail)
+        for path, jails in wanted.items():
+            entry = self._files.get(path)
+            if entry is None:
+                cursor = cursors.get(str(path))
+                follower = Follower(path, cursor, from_start=self.options.from_start)
+                entry = self._files[path] = _File(follower)
+                log.info("following %s for %s", path, ", ".join(j.name for j in jails))
+            entry.jails = jails
+        for path in set(self._files) - set(wanted):
+            self._files.pop(path).follower.close()
+
+    # -- control ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the daemon to stop (bans stay at Cloudflare)."""
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Ask the daemon to reload its configuration."""
+        self._reload.set()
+
+    def install_signal_handlers(self) -> None:
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %d: stopping (bans stay at Cloudflare until they expire)", signum)
+            self.stop()
+
+        def on_hup(signum: int, frame: FrameType | None) -> None:
+            self.request_reload()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    # -- main loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Follow, match, decide and deliver until stopped (or idle, with ``exit_idle``).
+
+        Raises:
+            StateError: the state database cannot be used.
+        """
+        service = self._factory(self.settings)
+        server = None
+        if self.options.metrics_address:
+            server = serve_metrics(self.options.metrics_address, self.metrics.prometheus)
+        delivery = threading.Thread(target=self._deliver_loop, name="delivery", daemon=True)
+        watcher: Watcher | None = None
+        try:
+            self._attach_files(load_cursors(service.store.db))
+            watcher = Watcher({p.parent for j in self.jails for p in map(Path, j.logpaths)})
+            delivery.start()
+            self._loop(service, watcher)
+        finally:
+            self._stop.set()
+            self._deliver_now.set()
+            if watcher is not None:
+                watcher.stop()
+            if delivery.is_alive():
+                delivery.join(timeout=30)
+            self._write_status(service, stopped=True)
+            if server is not None:
+                server.shutdown()
+            for entry in self._files.values():
+                entry.follower.close()
+            service.close()
+
+    def _loop(self, service: BanService, watcher: Watcher) -> None:
+        last_status = last_purge = last_line = self.clock.monotonic()
+        while not self._stop.is_set():
+            if self._reload.is_set():
+                self._do_reload(service)
+            read = self._read_all(service)
+            now = self.clock.monotonic()
+            if read:
+                last_line = now
+            if now - last_purge >= PURGE_INTERVAL:
+                for jail in self.jails:
+                    jail.counter.purge()
+                last_purge = now
+                warning = self.stats.edge_warning()
+                if warning:
+                    log.warning("%s", warning)
+            if now - last_status >= STATUS_INTERVAL:
+                self._write_status(service)
+                last_status = now
+            idle = self.options.exit_idle
+            if idle is not None and now - last_line >= idle and self._queue_empty(service):
+                log.info("no new lines for %.0f s and nothing queued: exiting", idle)
+                return
+            if not read:
+                watcher.wait(self.options.poll)
+
+    def _queue_empty(self, service: BanService) -> bool:
+        depth = service.queue_depth()
+        return depth.get("add", 0) + depth.get("remove", 0) == 0 or self.settings.dry_run
+
+    def _do_reload(self, service: BanService) -> None:
+        self._reload.clear()
+        if self.options.reload is None:
+            return
+        try:
+            self._setup(self.options.reload())
+        except CfbanError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        self._attach_files({})
+        log.info("configuration reloaded: %d jail(s)", len(self.jails))
+
+    def _read_all(self, service: BanService) -> int:
+        total = 0
+        self._attach_files({})  # globs may name new files
+        for path, entry in list(self._files.items()):
+            follower = entry.follower
+            rotations = follower.rotations
+            lines = follower.read(BATCH_LINES)
+            self.metrics.rotations += follower.rotations - rotations
+            if not lines:
+                entry.caught_up = True
+                continue
+            live = entry.caught_up
+            if len(lines) < BATCH_LINES:
+                entry.caught_up = True
+            holds: list[Hold] = []
+            for line in lines:
+                self.metrics.lines += 1
+                try:
+                    text = decode_line(line.data)
+                    for jail in entry.jails:
+                        for decided in self.pipeline.process(jail, text, live=live):
+                            hold = self._hold(decided.decision)
+                            if hold is not None:
+                                holds.append(hold)
+                                self.metrics.bans[decided.jail] += 1
+                except CfbanError as exc:
+                    self.metrics.bad_lines += 1
+                    log.warning("%s: a line could not be processed: %s", path, exc)
+            queued = commit_batch(
+                service.store.db, self.clock.now(), holds, {str(path): lines[-1].cursor}
+            )
+            for hold in holds:
+                log.info("ban %s (%s) by jail %s", hold.target, hold.address, hold.jail)
+            if queued:
+                self._deliver_now.set()
+            total += len(lines)
+        return total
+
+    def _hold(self, decision: Any) -> Hold | None:
+        expires = decision.expires_at
+        if expires is not None and expires <= self.clock.now():
+            return None  # a ban from an old log line that would already have ended
+        target = ban_target(decision.address, self.settings.cloudflare.ipv6_prefix)
+        return Hold(target.address, target.target, decision.jail, expires)
+
+    # -- delivery thread ----------------------------------------------------------------------
+
+    def _deliver_loop(self) -> None:
+        service = self._factory(self.settings)
+        try:
+            while True:
+                stopping = self._stop.is_set()
+                try:
+                    report = service.deliver(deadline=None if stopping else 10.0)
+                except CfbanError as exc:
+                    self._last_error = str(exc)
+                    log.error("delivery failed: %s", exc)
+                    report = None
+                if report is not None:
+                    self._account(report)
+                    self._refresh_queue(service)
+                if stopping:
+                    return
+                self._deliver_now.wait(self.options.poll)
+                self._deliver_now.clear()
+        finally:
+            service.close()
+
+    def _account(self, report: Any) -> None:
+        if report.added or report.removed:
+            self.metrics.api_batches += 1
+        self.metrics.delivered += len(report.added)
+        self.metrics.unbans += len(report.removed)
+        self.metrics.api_errors += report.failed
+        if report.errors:
+            self._last_error = report.errors[-1]
+        for target in report.removed:
+            for jail in self.jails:
+                jail.counter.release(target)
+
+    def _refresh_queue(self, service: BanService) -> None:
+        depth = service.queue_depth()
+        self.metrics.queue_add = depth.get("add", 0)
+        self.metrics.queue_remove = depth.get("remove", 0)
+        pending = service.store.outbox()
+        self._oldest_queued = min((op.created_at for op in pending), default=None)
+
+    # -- status -------------------------------------------------------------------------------
+
+    def _write_status(self, service: BanService, *, stopped: bool = False) -> None:
+        data: dict[str, Any] = {
+            "pid": os.getpid(),
+            "updated_at": self.clock.now(),
+            "stopped": stopped,
+            "dry_run": self.settings.dry_run,
+            "config": self.settings.source,
+            "jails": {
+                j.name: {"tracked": len(j.counter), "files": sorted(map(str, j.paths()))}
+                for j in self.jails
+            },
+            "metrics": self.metrics.as_dict(),
+            "oldest_queued_at": self._oldest_queued,
+            "last_error": self._last_error,
+        }
+        try:
+            write_status(self.settings.resolved_state_dir, data)
+        except OSError as exc:
+            log.warning("cannot write the status file: %s", exc)
