@@ -80,6 +80,7 @@ class Daemon:
         self._files: dict[Path, _File] = {}
         self._last_error: str | None = None
         self._oldest_queued: float | None = None
+        self._attached_once = False
         self._setup(settings)
 
     # -- set-up -------------------------------------------------------------------------------
@@ -100,12 +101,15 @@ class Daemon:
             entry = self._files.get(path)
             if entry is None:
                 cursor = cursors.get(str(path))
-                follower = Follower(path, cursor, from_start=self.options.from_start)
+                # A file that appears while running is new: read it whole.
+                from_start = self.options.from_start or self._attached_once
+                follower = Follower(path, cursor, from_start=from_start)
                 entry = self._files[path] = _File(follower)
                 log.info("following %s for %s", path, ", ".join(j.name for j in jails))
             entry.jails = jails
         for path in set(self._files) - set(wanted):
             self._files.pop(path).follower.close()
+        self._attached_once = True
 
     # -- control ------------------------------------------------------------------------------
 

@@ -1,0 +1,132 @@
+"""``cfban watch`` in-process: lines in, bans at the (emulated) Cloudflare, expiry out."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cfban.config import Settings, load_settings
+from cfban.watch import Daemon, WatchOptions, read_status
+from cfban.watch._status import judge
+from tests.cfemu.plugin import ServedEmulator
+
+PROBE = '{ip} - - [{date}] "GET /.env HTTP/1.1" 404 153 "-" "curl/8"\n'
+
+
+def _date() -> str:
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+
+
+def _settings(tmp: Path, server: ServedEmulator, *, bantime: str = "1h") -> Settings:
+    conf = tmp / "cfban.toml"
+    conf.write_text(
+        f'state_dir = "{tmp / "state"}"\n'
+        "[realip]\nallow_test_nets = true\n"
+        f'[cloudflare]\nzone_id = "{server.emulator.zone_id}"\n'
+        f'[jails.probes]\nfilter = "nginx-probes"\nlogpath = ["{tmp / "logs" / "*.log"}"]\n'
+        f'maxretry = 2\nfindtime = "10m"\nbantime = "{bantime}"\n',
+        encoding="utf-8",
+    )
+    return load_settings(conf, env=server.env())
+
+
+def _rules(server: ServedEmulator) -> set[str]:
+    return {rule.value for rule in server.emulator.state.access_rules.values()}
+
+
+def _wait(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture
+def running(
+    tmp_path: Path, cf_server: ServedEmulator
+) -> Iterator[Callable[..., tuple[Daemon, Path]]]:
+    started: list[tuple[Daemon, threading.Thread]] = []
+
+    def start(**kw: str) -> tuple[Daemon, Path]:
+        (tmp_path / "logs").mkdir(exist_ok=True)
+        log = tmp_path / "logs" / "access.log"
+        log.touch()
+        daemon = Daemon(_settings(tmp_path, cf_server, **kw), WatchOptions(poll=0.1))
+        thread = threading.Thread(target=daemon.run, daemon=True)
+        thread.start()
+        started.append((daemon, thread))
+        _wait(lambda: bool(daemon._files))
+        return daemon, log
+
+    yield start
+    for daemon, thread in started:
+        daemon.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+
+def test_lines_to_bans_at_cloudflare(running: Callable[..., tuple[Daemon, Path]],
+                                     cf_server: ServedEmulator) -> None:  # fmt: skip
+    daemon, log = running()
+    with log.open("a") as handle:
+        handle.write(PROBE.format(ip="203.0.113.7", date=_date()))
+        handle.write(PROBE.format(ip="203.0.113.8", date=_date()))
+        handle.write(PROBE.format(ip="203.0.113.7", date=_date()))
+        handle.write(PROBE.format(ip="10.1.2.3", date=_date()) * 3)  # private: refused
+    _wait(lambda: "203.0.113.7" in _rules(cf_server))
+    assert _rules(cf_server) == {"203.0.113.7"}
+    assert daemon.metrics.bans["probes"] == 1
+    assert daemon.metrics.refused["private"] == 3
+    assert daemon.metrics.lines == 6
+
+
+def test_ban_expires(running: Callable[..., tuple[Daemon, Path]],
+                     cf_server: ServedEmulator) -> None:  # fmt: skip
+    _, log = running(bantime="2")
+    with log.open("a") as handle:
+        handle.write(PROBE.format(ip="203.0.113.9", date=_date()) * 2)
+    _wait(lambda: "203.0.113.9" in _rules(cf_server))
+    _wait(lambda: "203.0.113.9" not in _rules(cf_server), timeout=10)
+
+
+def test_new_file_matching_glob_is_followed(running: Callable[..., tuple[Daemon, Path]],
+                                            cf_server: ServedEmulator) -> None:  # fmt: skip
+    _, log = running()
+    other = log.parent / "other.log"
+    other.write_text(PROBE.format(ip="203.0.113.10", date=_date()) * 2)
+    _wait(lambda: "203.0.113.10" in _rules(cf_server))
+
+
+def test_status_and_health(running: Callable[..., tuple[Daemon, Path]],
+                           tmp_path: Path) -> None:  # fmt: skip
+    daemon, _ = running()
+    daemon._write_status(daemon._factory(daemon.settings))
+    status = read_status(tmp_path / "state")
+    assert status is not None and status["jails"]["probes"]["files"]
+    assert judge(status, time.time()).ok
+    assert not judge(status, time.time() + 120).ok
+    assert not judge(None, time.time()).ok
+    stuck = dict(status, oldest_queued_at=time.time() - 3600)
+    assert "waited" in judge(stuck, time.time()).reason
+
+
+def test_restart_resumes_at_cursor(tmp_path: Path, cf_server: ServedEmulator) -> None:
+    (tmp_path / "logs").mkdir()
+    log = tmp_path / "logs" / "access.log"
+    log.write_text(PROBE.format(ip="203.0.113.20", date=_date()))
+    settings = _settings(tmp_path, cf_server)
+    first = Daemon(settings, WatchOptions(poll=0.1, exit_idle=0.5, from_start=True))
+    first.run()
+    assert first.metrics.lines == 1
+    with log.open("a") as handle:
+        handle.write(PROBE.format(ip="203.0.113.20", date=_date()))
+    second = Daemon(settings, WatchOptions(poll=0.1, exit_idle=0.5, from_start=True))
+    second.run()
+    assert second.metrics.lines == 1  # only the new line: no line counted twice
+    assert _rules(cf_server) == set()  # one failure per run: the count died with the process
