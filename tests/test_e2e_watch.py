@@ -37,8 +37,11 @@ def _wait(check: Callable[[], bool], timeout: float = 20.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+Stack = tuple[NginxServer, Path, dict[str, str]]
+
+
 @pytest.fixture
-def stack(tmp_path: Path, cf_server: ServedEmulator) -> Iterator[tuple[NginxServer, Path, dict[str, str]]]:  # fmt: skip
+def stack(tmp_path: Path, cf_server: ServedEmulator) -> Iterator[Stack]:
     nginx_bin = require_program("nginx")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CFBAN_")}
     env.update(cf_server.env(), CFBAN_CONFIG=str(tmp_path / "cfban.toml"))
@@ -75,7 +78,7 @@ def _rules(server: ServedEmulator) -> set[str]:
 
 
 def test_attack_through_nginx_is_banned_at_cloudflare_and_expires(
-    stack: tuple[NginxServer, Path, dict[str, str]], cf_server: ServedEmulator
+    stack: Stack, cf_server: ServedEmulator
 ) -> None:
     nginx, tmp, env = stack
     daemon = subprocess.Popen(
