@@ -12,6 +12,7 @@ dry run (no token, so no Cloudflare call is made). Environment variables win ove
 ``CFBAN_ZONE_ID``           ``[cloudflare] zone_id``
 ``CFBAN_BACKEND``           ``[cloudflare] backend``
 ``CFBAN_STATE_DIR``         ``state_dir``
+``CFBAN_ALLOW_TEST_NETS``   ``[realip] allow_test_nets`` (``1``)
 ==========================  ====================================
 """
 
@@ -90,6 +91,10 @@ class RealIpSettings(_Model):
         default_factory=list
     )
     use_x_forwarded_for: bool = False
+    # Documentation (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32, 3fff::/20)
+    # and benchmarking (198.18.0.0/15) addresses are refused as ban targets unless this is
+    # on: for tests and demos only, never needed on a real site.
+    allow_test_nets: bool = False
 
 
 class JailSettings(_Model):
@@ -101,9 +106,7 @@ class JailSettings(_Model):
     maxretry: int = Field(default=5, ge=1)
     findtime: Duration = 600
     bantime: Duration = 600
-    ignoreip: Annotated[list[str], BeforeValidator(_check_networks)] = Field(
-        default_factory=list
-    )
+    ignoreip: Annotated[list[str], BeforeValidator(_check_networks)] = Field(default_factory=list)
     bantime_factor: float = Field(default=1.0, ge=1.0)
     bantime_maxtime: Duration | None = None
 
@@ -117,9 +120,7 @@ class Settings(_Model):
     """The whole configuration."""
 
     state_dir: Path | None = None
-    ignoreip: Annotated[list[str], BeforeValidator(_check_networks)] = Field(
-        default_factory=list
-    )
+    ignoreip: Annotated[list[str], BeforeValidator(_check_networks)] = Field(default_factory=list)
     log_format: Literal["text", "json"] = "text"
     cloudflare: CloudflareSettings = Field(default_factory=CloudflareSettings)
     realip: RealIpSettings = Field(default_factory=RealIpSettings)
@@ -197,6 +198,10 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         data["cloudflare"] = cloudflare
     if env.get("CFBAN_STATE_DIR"):
         data["state_dir"] = env["CFBAN_STATE_DIR"]
+    if env.get("CFBAN_ALLOW_TEST_NETS"):
+        realip = dict(data.get("realip") or {})
+        realip["allow_test_nets"] = env["CFBAN_ALLOW_TEST_NETS"]
+        data["realip"] = realip
     return data
 
 
@@ -211,9 +216,7 @@ def _describe(error: ValidationError, source: str) -> str:
     return f"invalid configuration in {source}: " + "; ".join(problems)
 
 
-def load_settings(
-    path: Path | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read the configuration (see the module docstring for where from).
 
     Raises:

@@ -38,7 +38,7 @@ class Pipeline:
             if resolution.direct_origin_access:
                 self.metrics.direct_origin += 1
             if resolution.warning:
-                self._warn_once(resolution.warning)
+                self._warn_once(resolution.warning, key=resolution.warning_key)
             client = resolution.client
             if client is None:
                 continue
