@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.cfemu.plugin"]
+
 REQUIRE_REAL = os.environ.get("CFBAN_REQUIRE_REAL") == "1"
 _SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 
@@ -67,8 +69,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """No configuration, token or state from the machine leaks into a test."""
     for var in list(os.environ):
-        if var.startswith("CFBAN_") and var != "CFBAN_REQUIRE_REAL" or var == (
-            "CLOUDFLARE_API_TOKEN"
+        if (
+            var.startswith("CFBAN_")
+            and var != "CFBAN_REQUIRE_REAL"
+            or var == ("CLOUDFLARE_API_TOKEN")
         ):
             monkeypatch.delenv(var)
     monkeypatch.setenv("CFBAN_CONFIG", str(tmp_path / "cfban.toml"))
