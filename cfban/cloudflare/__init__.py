@@ -1,0 +1,35 @@
+"""cfban's Cloudflare client: the HTTP layer, the host-wide request budget and the backends.
+
+The rest of cfban uses only the names below: :func:`make_backend` builds the configured
+:class:`Backend` (``access-rules``, ``list``, or a dry run without a token), which takes
+:class:`BanEntry` values and reports :class:`RemoteEntry` values it owns.
+"""
+
+from __future__ import annotations
+
+from cfban.cloudflare._access_rules import AccessRulesBackend
+from cfban.cloudflare._answers import RetryLaterError
+from cfban.cloudflare._backend import Backend, BanEntry, DryRunBackend, RemoteEntry
+from cfban.cloudflare._factory import make_backend
+from cfban.cloudflare._http import CloudflareHttp, Envelope, NotFoundError
+from cfban.cloudflare._limiter import HostRateLimiter
+from cfban.cloudflare._lists import ListBackend
+from cfban.cloudflare._marker import Marker, format_marker, parse_marker
+
+__all__ = [
+    "AccessRulesBackend",
+    "Backend",
+    "BanEntry",
+    "CloudflareHttp",
+    "DryRunBackend",
+    "Envelope",
+    "HostRateLimiter",
+    "ListBackend",
+    "Marker",
+    "NotFoundError",
+    "RemoteEntry",
+    "RetryLaterError",
+    "format_marker",
+    "make_backend",
+    "parse_marker",
+]

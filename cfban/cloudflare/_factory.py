@@ -1,0 +1,64 @@
+"""Builds the configured backend: access rules, list, or the dry run when no token is set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from cfban.clock import Clock
+from cfban.cloudflare._access_rules import AccessRulesBackend
+from cfban.cloudflare._backend import Backend, DryRunBackend
+from cfban.cloudflare._http import CloudflareHttp
+from cfban.cloudflare._limiter import HostRateLimiter
+from cfban.cloudflare._lists import ListBackend
+from cfban.config import Settings
+
+BUDGET_FILE = "ratelimit"
+
+
+def make_backend(
+    settings: Settings,
+    *,
+    clock: Clock,
+    state_dir: Path,
+    transport: httpx.BaseTransport | None = None,
+    writer: Callable[[str], None] | None = None,
+    on_wait: Callable[[float], None] | None = None,
+    max_budget_wait: float | None = None,
+) -> Backend:
+    """The backend ``settings`` ask for.
+
+    With no token configured this is a :class:`DryRunBackend` that describes its calls to
+    ``writer``. Otherwise every request goes through one :class:`CloudflareHttp` whose budget
+    is the host-wide limiter in ``state_dir/ratelimit``; ``on_wait`` hears about each wait for
+    that budget, and ``max_budget_wait`` (seconds) turns a longer wait into a
+    :class:`~cfban.errors.RateLimitedError`. ``transport`` replaces the network (tests pass
+    ``httpx.MockTransport``).
+
+    Raises:
+        ConfigError: a setting the backend needs is missing or the token file is unreadable.
+    """
+    cf = settings.cloudflare
+    if settings.token() is None:
+        return DryRunBackend(cf.backend, writer)
+    budget = HostRateLimiter(
+        state_dir / BUDGET_FILE,
+        limit=cf.requests_per_window,
+        window=float(cf.window_seconds),
+        clock=clock,
+        on_wait=on_wait,
+        max_wait=max_budget_wait,
+    )
+    http = CloudflareHttp.from_settings(settings, clock=clock, budget=budget, transport=transport)
+    if cf.backend == "list":
+        return ListBackend(
+            http,
+            account_id=cf.account_id,
+            zones=cf.zones,
+            list_name=cf.list_name,
+            mode=cf.mode,
+            clock=clock,
+        )
+    return AccessRulesBackend(http, zone_id=cf.zone_id, account_id=cf.account_id, mode=cf.mode)
