@@ -36,7 +36,7 @@ def test_file_and_environment(tmp_path: Path) -> None:
     path = tmp_path / "cfban.toml"
     path.write_text(
         'ignoreip = ["192.0.2.0/24"]\n'
-        "[cloudflare]\nbackend = \"list\"\naccount_id = \"acc\"\n"
+        '[cloudflare]\nbackend = "list"\naccount_id = "acc"\n'
         '[jails.probes]\nfilter = "nginx-probes"\nlogpath = "/var/log/nginx/access.log"\n'
         'bantime = "1h"\n',
         encoding="utf-8",
@@ -53,7 +53,7 @@ def test_file_and_environment(tmp_path: Path) -> None:
 
 def test_unknown_key_names_it(tmp_path: Path) -> None:
     path = tmp_path / "cfban.toml"
-    path.write_text("[cloudflare]\nbakend = \"list\"\n", encoding="utf-8")
+    path.write_text('[cloudflare]\nbakend = "list"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"cloudflare\.bakend: unknown setting") as info:
         load_settings(path, env={})
     assert info.value.exit_code == 78
