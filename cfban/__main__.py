@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from cfban.cli import main
+from cfban.entry import main
 
 main()

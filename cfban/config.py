@@ -2,7 +2,8 @@
 
 Where the file is: ``--config PATH``, else ``$CFBAN_CONFIG``, else ``/etc/cfban/cfban.toml``.
 A missing default file is not an error: cfban then runs on its embedded defaults, which is a
-dry run (no token, so no Cloudflare call is made). Environment variables win over the file:
+dry run (no token, so no Cloudflare call is made). Relative paths in the file (``state_dir``,
+``api_token_file``, ``logpath``) are relative to the file. Environment variables win over it:
 
 ==========================  ====================================
 ``CLOUDFLARE_API_TOKEN``    ``[cloudflare] api_token``
@@ -38,8 +39,8 @@ from pydantic import (
 
 from cfban.durations import parse_duration
 from cfban.errors import ConfigError
+from cfban.paths import DEFAULT_CONFIG_PATH, default_state_dir
 
-DEFAULT_CONFIG_PATH = Path("/etc/cfban/cfban.toml")
 DEFAULT_API_URL = "https://api.cloudflare.com/client/v4"
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
@@ -170,12 +171,7 @@ class Settings(_Model):
     @property
     def resolved_state_dir(self) -> Path:
         """Where the state database lives."""
-        if self.state_dir is not None:
-            return self.state_dir
-        if os.geteuid() == 0:
-            return Path("/var/lib/cfban")
-        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-        return Path(base) / "cfban"
+        return self.state_dir if self.state_dir is not None else default_state_dir()
 
 
 _ENV_CLOUDFLARE = {
@@ -243,9 +239,38 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
         source = str(path)
+    if source != "embedded defaults":
+        raw = _relative_to(raw, path.parent)
     data = _apply_env(raw, env)
     data["source"] = source
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+
+
+def _relative_to(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Paths written in the file (state_dir, api_token_file, logpath) are relative to it."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            return str(base.resolve() / value)
+        return value
+
+    data = dict(raw)
+    if "state_dir" in data:
+        data["state_dir"] = fix(data["state_dir"])
+    cloudflare = data.get("cloudflare")
+    if isinstance(cloudflare, dict) and "api_token_file" in cloudflare:
+        data["cloudflare"] = dict(cloudflare, api_token_file=fix(cloudflare["api_token_file"]))
+    jails = data.get("jails")
+    if isinstance(jails, dict):
+        fixed: dict[str, Any] = {}
+        for name, jail in jails.items():
+            if isinstance(jail, dict) and "logpath" in jail:
+                paths = jail["logpath"]
+                paths = [fix(p) for p in paths] if isinstance(paths, list) else fix(paths)
+                jail = dict(jail, logpath=paths)
+            fixed[name] = jail
+        data["jails"] = fixed
+    return data

@@ -28,8 +28,8 @@ import ipaddress
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cfban.config import Settings
 from cfban.errors import RefusedError
 from cfban.realip._netset import (
     Address,
@@ -39,6 +39,9 @@ from cfban.realip._netset import (
     parse_target,
 )
 from cfban.realip._ranges import CloudflareRanges, load_ranges
+
+if TYPE_CHECKING:
+    from cfban.config import Settings
 
 __all__ = ["SPECIAL_RANGES", "TEST_NET_REASONS", "BanGuard", "GuardRefusal", "GuardStats"]
 

@@ -16,11 +16,13 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cfban.config import Settings
 from cfban.errors import StateError
 from cfban.realip._netset import Address, Network, NetworkSet
+
+if TYPE_CHECKING:
+    from cfban.config import Settings
 
 __all__ = [
     "BUNDLED_IPV4",
@@ -125,6 +127,11 @@ def ranges_path(settings: Settings) -> Path:
     return settings.resolved_state_dir / RANGES_FILE
 
 
+def load_ranges(settings: Settings) -> CloudflareRanges:
+    """The ranges in use for ``settings`` (see :func:`load_ranges_at`)."""
+    return load_ranges_at(settings.resolved_state_dir)
+
+
 def _from_file(path: Path) -> CloudflareRanges:
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
@@ -152,13 +159,13 @@ def _from_file(path: Path) -> CloudflareRanges:
     return ranges
 
 
-def load_ranges(settings: Settings) -> CloudflareRanges:
+def load_ranges_at(state_dir: Path) -> CloudflareRanges:
     """The ranges in use: the stored refresh when there is a readable one, else bundled.
 
     A stored file that cannot be read or parsed is reported in ``source`` (and logged) and
     the bundled ranges are used: a broken file must not stop cfban from refusing edge bans.
     """
-    path = ranges_path(settings)
+    path = state_dir / RANGES_FILE
     try:
         return _from_file(path)
     except FileNotFoundError:

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from cfban import __version__
 from cfban.clock import Clock, SystemClock
-from cfban.config import Settings
 from cfban.errors import CloudflareError, TransportError
 from cfban.realip._ranges import CloudflareRanges, load_ranges, store_ranges
+
+if TYPE_CHECKING:
+    from cfban.config import Settings
 
 if TYPE_CHECKING:
     import httpx

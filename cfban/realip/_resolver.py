@@ -29,10 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cfban.config import Settings
 from cfban.realip._netset import Address, NetworkSet, parse_address
 from cfban.realip._ranges import CloudflareRanges
+
+if TYPE_CHECKING:
+    from cfban.config import Settings
 
 __all__ = ["Resolution", "Resolver"]
 

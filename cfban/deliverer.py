@@ -1,0 +1,140 @@
+"""The background deliverer a hook wakes: ``cfban deliver --linger SECONDS``.
+
+It takes ``spool/.deliverer.lock`` (one deliverer per state directory), then, until the queue
+has been quiet for ``linger`` seconds: moves spool requests (from fail2ban's Python action)
+into the state, and delivers the outbox in batches. Before exiting it lets the lock go and
+looks once more, so a request committed by a hook that saw the lock taken is never stranded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cfban.errors import RefusedError
+from cfban.spool import done, read_entries, spool_dir
+
+if TYPE_CHECKING:
+    from cfban.bans import BanService
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".deliverer.lock"
+POLL = 0.05
+
+
+@dataclass
+class LingerReport:
+    """What a deliverer run did."""
+
+    ingested: int = 0
+    refused: list[str] = field(default_factory=list)
+    added: int = 0
+    removed: int = 0
+    errors: list[str] = field(default_factory=list)
+    another_running: bool = False
+
+
+def ingest_spool(service: BanService, report: LingerReport) -> int:
+    """Commit the spool's requests to the state; return how many were taken.
+
+    Raises:
+        StateError: the state database failed (the requests stay in the spool).
+    """
+    from cfban.targets import unban_target
+
+    entries = list(read_entries(spool_dir(service.settings.resolved_state_dir)))
+    now = service.clock.now()
+    store = service.store
+    for entry in entries:
+        try:
+            if entry.op == "ban":
+                if entry.expires_at is not None and entry.expires_at <= now:
+                    continue  # ended before it was taken
+                target = service.check_ban(entry.ip, entry.jail)
+                store.hold(
+                    address=target.address,
+                    target=target.target,
+                    jail=entry.jail,
+                    expires_at=entry.expires_at,
+                )
+            else:
+                store.release(unban_target(entry.ip, service.settings.cloudflare.ipv6_prefix),
+                              entry.jail)  # fmt: skip
+        except RefusedError as exc:
+            report.refused.append(entry.ip)
+            log.warning("jail %s: not banning %s: %s", entry.jail, entry.ip, exc)
+    done(entries)
+    report.ingested += len(entries)
+    return len(entries)
+
+
+class _Lock:
+    def __init__(self, service: BanService) -> None:
+        directory = spool_dir(service.settings.resolved_state_dir)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = directory / LOCK_NAME
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _pending(service: BanService) -> bool:
+    directory = spool_dir(service.settings.resolved_state_dir)
+    try:
+        spooled = any(name.endswith(".json") for name in os.listdir(directory))
+    except FileNotFoundError:
+        spooled = False
+    return spooled or service.store.due_count() > 0
+
+
+def linger(service: BanService, seconds: float) -> LingerReport:
+    """Ingest and deliver until nothing happened for ``seconds``; see the module docstring.
+
+    Raises:
+        StateError: the state database failed.
+    """
+    report = LingerReport()
+    lock = _Lock(service)
+    if not lock.acquire():
+        report.another_running = True
+        return report
+    clock = service.clock
+    quiet_since = clock.monotonic()
+    try:
+        while True:
+            busy = ingest_spool(service, report) > 0
+            if busy or service.store.due_count() > 0:
+                delivery = service.deliver(deadline=10.0)
+                report.added += len(delivery.added)
+                report.removed += len(delivery.removed)
+                report.errors.extend(e for e in delivery.errors if e not in report.errors)
+                busy = busy or bool(delivery.added or delivery.removed)
+            if busy:
+                quiet_since = clock.monotonic()
+            next_due = service.store.next_due()
+            soon = next_due is not None and next_due - clock.now() < seconds
+            if clock.monotonic() - quiet_since >= seconds and not soon:
+                lock.release()
+                if not _pending(service) or not lock.acquire():
+                    return report
+                quiet_since = clock.monotonic()
+            clock.sleep(POLL)
+    finally:
+        lock.release()

@@ -1,0 +1,127 @@
+"""fail2ban Python action: ban at Cloudflare through cfban, without a process per ban.
+
+Use it in a jail (fail2ban loads it into fail2ban-server itself):
+
+    action = cfban.py[state_dir="/var/lib/cfban", cfban="/usr/local/bin/cfban"]
+
+Options: ``state_dir`` (cfban's state directory, default /var/lib/cfban), ``cfban`` (the cfban
+command, default ``cfban``), ``config`` (cfban's configuration file, optional).
+
+A ban or unban is written as a request file to ``<state_dir>/spool/`` (flushed to disk before
+fail2ban is told it succeeded) and a cfban process is woken to deliver it; a burst of bans
+becomes a few batched Cloudflare requests. fail2ban's stop and restart cost no API call: the
+flush keeps bans at Cloudflare (cfban lifts each one at its own expiry) and restored tickets
+are not banned again. The address checks (Cloudflare's ranges, ignoreip, private addresses)
+happen when cfban takes the request; a refused address is logged by cfban.
+
+This file only uses the standard library and fail2ban, because fail2ban-server's Python need
+not have cfban installed. The request format is described in cfban's ``cfban/spool.py``.
+"""
+
+import fcntl
+import itertools
+import json
+import os
+import subprocess
+import time
+
+from fail2ban.server.actions import ActionBase
+
+_SEQUENCE = itertools.count()
+_KICK_INTERVAL = 0.3
+
+
+class CfbanAction(ActionBase):
+    """Writes ban/unban requests to cfban's spool and keeps a cfban deliverer running."""
+
+    def __init__(self, jail, name, state_dir="/var/lib/cfban", cfban="cfban", config=""):
+        super().__init__(jail, name)
+        self.norestored = True
+        self.spool = os.path.join(state_dir, "spool")
+        self.command = cfban.split() + (["--config", config] if config else [])
+        self._child = None
+        self._kicked = 0.0
+
+    # fail2ban's hooks ---------------------------------------------------------------------
+
+    def start(self):
+        os.makedirs(self.spool, mode=0o700, exist_ok=True)
+        self._kick(force=True)  # lifts bans that ended while fail2ban was down
+
+    def stop(self):
+        pass
+
+    def flush(self):
+        """Keep every ban at Cloudflare when fail2ban stops; cfban expires them itself."""
+        return True
+
+    def ban(self, aInfo):
+        bantime = int(aInfo["bantime"])
+        expires = None if bantime < 0 else float(aInfo["time"]) + bantime
+        self._write("ban", str(aInfo["ip"]), expires)
+        self._kick()
+
+    def reban(self, aInfo):
+        self.ban(aInfo)
+
+    def unban(self, aInfo):
+        self._write("unban", str(aInfo["ip"]), None)
+        self._kick()
+
+    # helpers ------------------------------------------------------------------------------
+
+    def _write(self, op, ip, expires_at):
+        name = "%020d-%d-%06d" % (time.time_ns(), os.getpid(), next(_SEQUENCE))
+        data = {"v": 1, "op": op, "ip": ip, "jail": self._jail.name,
+                "expires_at": expires_at, "time": time.time()}
+        tmp = os.path.join(self.spool, "." + name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, json.dumps(data).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, os.path.join(self.spool, name + ".json"))
+        dir_fd = os.open(self.spool, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _kick(self, force=False):
+        """Make sure a cfban deliverer runs; it exits by itself once the spool stays empty.
+
+        A running deliverer holds ``spool/.deliverer.lock`` and looks at the spool once more
+        after releasing it, so a request written before this check is never left behind.
+        """
+        child = self._child
+        if child is not None and child.poll() is None and not force:
+            if time.monotonic() - self._kicked < _KICK_INTERVAL:
+                return  # just started: it will take the lock and see the request
+        if not force and self._deliverer_running():
+            return
+        self._kicked = time.monotonic()
+        try:
+            self._child = subprocess.Popen(
+                self.command + ["deliver", "--linger", "5"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            self._logSys.error("cannot start %s: %s", self.command[0], exc)
+
+    def _deliverer_running(self):
+        fd = os.open(os.path.join(self.spool, ".deliverer.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing releases the lock if it was taken
+        return False
+
+
+Action = CfbanAction
