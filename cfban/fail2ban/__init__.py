@@ -8,11 +8,24 @@ The specification is fail2ban's own behaviour (filter files, tags, dates). Modul
 ``_loader``     filter spec -> files -> :class:`FilterDefinition` (``<tag>`` substitution)
 ``_dates``      date templates, ``datepattern``, ``%Ex...`` directives, date -> epoch
 ``_regex``      regex tags (``<HOST>``, ``<F-NAME>``, ...) expanded and compiled
-``_matcher``    the pure per-line pipeline: :class:`Filter`
+``_matcher``    the pure per-line pipeline: :class:`Filter`; :class:`LineMatcher` for state
+``_api``        :func:`load_filter`, the entry point
 """
 
 from __future__ import annotations
 
+from cfban.fail2ban._api import load_filter
+from cfban.fail2ban._matcher import MAX_LINE_CHARS, Filter, LineMatcher, decode_line
 from cfban.fail2ban._model import DateMatch, Failure, FilterDefinition, RegexSource
 
-__all__ = ["DateMatch", "Failure", "FilterDefinition", "RegexSource"]
+__all__ = [
+    "MAX_LINE_CHARS",
+    "DateMatch",
+    "Failure",
+    "Filter",
+    "FilterDefinition",
+    "LineMatcher",
+    "RegexSource",
+    "decode_line",
+    "load_filter",
+]

@@ -1,0 +1,238 @@
+"""Run one fail2ban-format filter over one log file and count what it finds.
+
+The library side of ``cfban test-filter`` (the CLI only formats a :class:`FilterReport`),
+and what the benchmark in ``bench/`` times. It answers the questions ``fail2ban-regex``
+answers: how many lines, how many matched, how many a failregex matched but an ignoreregex
+dropped, which failregex matched how often, which date formats were seen, and the failures
+themselves (line number, address, time).
+
+The log is read as bytes and each line decoded with replacement characters, so a log with
+invalid UTF-8 never stops the run. A final line without a line end is processed too. As in
+``fail2ban-regex``, empty lines and lines starting with ``#`` are skipped (so fail2ban's
+annotated sample logs can be read as they are); line numbers are those of the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cfban.errors import FilterError, LogError
+from cfban.fail2ban import Failure, Filter, LineMatcher, decode_line, load_filter
+
+log = logging.getLogger(__name__)
+
+#: How many matched lines a report keeps the text of (for a human summary).
+SAMPLE_LINES = 10
+#: How many lines the date-format statistics look at.
+DATE_SAMPLE_LINES = 1000
+_CHUNK = 1 << 20
+_CONFIG_SUFFIXES = (".conf", ".local")
+
+
+@dataclass(frozen=True)
+class Match:
+    """One failure: the 1-based line number, the failure's address and its time (epoch)."""
+
+    line: int
+    ip: str
+    time: float | None
+    regex: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form of ``cfban test-filter --json`` (``time`` an int when it is whole)."""
+        when: float | int | None = self.time
+        if self.time is not None and float(self.time).is_integer():
+            when = int(self.time)
+        return {"line": self.line, "ip": self.ip, "time": when}
+
+
+@dataclass
+class FilterReport:
+    """What one run of a filter over a log found."""
+
+    filter_name: str
+    filter_files: tuple[str, ...]
+    failregex: tuple[str, ...]
+    ignoreregex: tuple[str, ...]
+    source: str
+    lines: int = 0
+    matched: int = 0
+    ignored: int = 0
+    matches: list[Match] = field(default_factory=list)
+    regex_hits: list[int] = field(default_factory=list)
+    sample_lines: list[tuple[int, str]] = field(default_factory=list)
+    date_formats: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def missed(self) -> int:
+        """Lines that no failregex matched and no ignoreregex dropped."""
+        return self.lines - self.matched - self.ignored
+
+    def to_json(self) -> dict[str, Any]:
+        """The one JSON object ``cfban test-filter --json`` prints (design.md §5)."""
+        return {
+            "lines": self.lines,
+            "matched": self.matched,
+            "ignored": self.ignored,
+            "matches": [m.to_json() for m in self.matches],
+        }
+
+
+def split_filter_spec(spec: str) -> tuple[str, tuple[Path, ...] | None]:
+    """``(spec for load_filter, search path)`` for a bundled name or a filter file path.
+
+    ``path/to/f.conf[opt=val]`` becomes ``("f[opt=val]", (path/to,))``; a plain name keeps
+    the default search path (``None``: cfban's bundled filters, then fail2ban's).
+    """
+    bracket = spec.find("[")
+    name, options = (spec, "") if bracket < 0 else (spec[:bracket], spec[bracket:])
+    looks_like_path = "/" in name or name.endswith(_CONFIG_SUFFIXES) or name.startswith(".")
+    if not looks_like_path:
+        return spec, None
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise FilterError(
+            f"filter file {name} does not exist",
+            hint="pass a bundled filter name (e.g. nginx-probes) or the path of a .conf file",
+        )
+    stem = path.name
+    for suffix in _CONFIG_SUFFIXES:
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return stem + options, (path.resolve().parent,)
+
+
+def open_filter(spec: str) -> Filter:
+    """The filter named by ``spec``: a bundled name or a path, with optional ``[opt=val]``.
+
+    Raises:
+        FilterError: the filter cannot be found or read, or a regex of it is invalid.
+    """
+    name, search_path = split_filter_spec(spec)
+    return load_filter(name, search_path=search_path)
+
+
+def iter_log_lines(stream: BinaryIO) -> Iterator[bytes]:
+    """The lines of ``stream`` as bytes without their ``\\n``, read in large chunks."""
+    rest = b""
+    while True:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            break
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
+
+
+def _open_log(log_path: str) -> tuple[BinaryIO, str]:
+    if log_path == "-":
+        return sys.stdin.buffer, "<stdin>"
+    path = Path(log_path).expanduser()
+    try:
+        return path.open("rb"), str(path)
+    except FileNotFoundError:
+        raise LogError(
+            f"log file {log_path} does not exist",
+            hint="pass the path of an nginx access or error log, or - to read standard input",
+        ) from None
+    except IsADirectoryError:
+        raise LogError(f"{log_path} is a directory, not a log file") from None
+    except OSError as exc:
+        raise LogError(f"cannot read log file {log_path}: {exc.strerror}") from None
+
+
+def _without_ignoreregex(flt: Filter) -> Filter | None:
+    """A twin of ``flt`` with no ignoreregex (tells "ignored" from "missed"), if it has any."""
+    if not flt.definition.ignoreregex:
+        return None
+    twin_definition = dataclasses.replace(flt.definition, ignoreregex=())
+    return Filter(twin_definition, dates=flt.dates, now=flt.now)
+
+
+def run_filter(flt: Filter, stream: BinaryIO, *, source: str = "<log>") -> FilterReport:
+    """Feed every line of ``stream`` through ``flt`` in order; count and collect failures.
+
+    Raises:
+        LogError: reading ``stream`` failed.
+    """
+    definition = flt.definition
+    report = FilterReport(
+        filter_name=definition.name,
+        filter_files=tuple(definition.files),
+        failregex=tuple(r.text for r in definition.failregex),
+        ignoreregex=tuple(r.text for r in definition.ignoreregex),
+        source=source,
+        regex_hits=[0] * len(definition.failregex),
+    )
+    matcher = LineMatcher(flt)
+    twin = _without_ignoreregex(flt)
+    feed = matcher.feed
+    number = 0
+    tested = 0
+    try:
+        for raw in iter_log_lines(stream):
+            number += 1
+            if not raw or raw[0] == 0x23 or raw == b"\r":  # empty, or a "#" comment
+                continue
+            line = decode_line(raw)
+            tested += 1
+            if tested <= DATE_SAMPLE_LINES:
+                _count_date_format(report, flt, line)
+            failures = feed(line)
+            if failures:
+                report.matched += 1
+                for failure in failures:
+                    _add(report, number, line, failure)
+                continue
+            if twin is not None and twin.match(line) is not None:
+                report.ignored += 1
+    except OSError as exc:
+        raise LogError(f"cannot read {source}: {exc.strerror or exc}") from None
+    report.lines = tested
+    return report
+
+
+def _add(report: FilterReport, number: int, line: str, failure: Failure) -> None:
+    host = failure.host or ""
+    report.matches.append(Match(number, host, failure.time, failure.regex_index))
+    if 0 <= failure.regex_index < len(report.regex_hits):
+        report.regex_hits[failure.regex_index] += 1
+    if len(report.sample_lines) < SAMPLE_LINES:
+        report.sample_lines.append((number, line))
+
+
+def _count_date_format(report: FilterReport, flt: Filter, line: str) -> None:
+    """Count which date template the first lines use (the first template that matches)."""
+    for template in getattr(flt.dates, "templates", ()):
+        regex = getattr(template, "regex", None)
+        if regex is not None and regex.search(line) is not None:
+            report.date_formats[str(getattr(template, "name", regex.pattern))] += 1
+            return
+    report.date_formats["(no date)"] += 1
+
+
+def scan_log(spec: str, log_path: str) -> FilterReport:
+    """Load filter ``spec`` and run it over the log at ``log_path`` (``-``: standard input).
+
+    Raises:
+        FilterError: the filter cannot be loaded (exit code 78).
+        LogError: the log cannot be read (exit code 1).
+    """
+    flt = open_filter(spec)
+    log.debug("filter %s from %s", flt.name, ", ".join(flt.definition.files))
+    stream, source = _open_log(log_path)
+    try:
+        return run_filter(flt, stream, source=source)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
