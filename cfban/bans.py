@@ -350,10 +350,28 @@ class BanService:
                     f"{self.store.path} ({depth['add']} adds, {depth['remove']} removes queued)",
                 )
             )
+        checks.extend(self._log_checks())
         try:
             checks.extend(self.backend.check())
         except CfbanError as exc:
             checks.append(("cloudflare", False, str(exc)))
+        return checks
+
+    def _log_checks(self) -> list[tuple[str, bool, str]]:
+        """nginx real-IP sanity, from the last lines of every configured log."""
+        from cfban.realip import NetworkSet, load_ranges
+        from cfban.realip._logcheck import inspect_log, log_files
+
+        settings = self.settings
+        ranges = load_ranges(settings)
+        trusted = NetworkSet([*ranges.networks.networks, *settings.realip.trusted_proxies])
+        patterns = [p for jail in settings.jails.values() if jail.enabled for p in jail.logpath]
+        checks: list[tuple[str, bool, str]] = []
+        for path in log_files(patterns):
+            findings = inspect_log(path, ranges.networks, trusted)
+            problems = findings.problems()
+            detail = "; ".join(problems) or f"last {findings.lines} lines name real clients"
+            checks.append((f"log {path}", not problems, detail))
         return checks
 
     def _state_of(self, target: str) -> str | None:

@@ -350,7 +350,12 @@ def setup(ctx: typer.Context) -> None:
             typer.echo(line)
 
 
-_CHECK_HELP = """Check the configuration, the state, the token and its permissions.
+_CHECK_HELP = """Check the configuration, the state, the logs, the token and its permissions.
+
+For each configured log it reads the last lines and fails when their clients are Cloudflare
+edges (nginx's real-IP setup is missing) or when CF-Connecting-IP arrives from peers that
+are not Cloudflare (the origin is reachable directly). Then it verifies the token, the zone
+or account, the permissions, and the list and its rule.
 
 Prints one line per check (ok or FAIL); exits 1 if any check fails.
 
