@@ -118,3 +118,45 @@ def test_huge_line_is_cut_and_the_rest_skipped(tmp_path: Path) -> None:
     assert [len(x.data) for x in lines] == [MAX_LINE, 4]
     assert follower.truncated_lines == 1
     assert lines[-1].cursor.offset == log.stat().st_size
+
+
+def test_lines_appended_to_the_old_file_after_the_switch_are_read(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("")
+    follower = Follower(log)
+    writer = open(log, "ab", buffering=0)  # noqa: SIM115 (a writer that has not reopened yet)
+    writer.write(b"a\n")
+    log.rename(tmp_path / "a.log.1")
+    log.touch()  # logrotate "create"
+    assert _texts(follower) == ["a"]
+    assert follower.rotations == 1
+    writer.write(b"b\n")  # nginx has not reopened its log yet
+    writer.close()
+    _append(log, "c\n")
+    lines = follower.read()
+    assert [x.data for x in lines] == [b"b", b"c"]
+    assert lines[0].cursor.inode == log.stat().st_ino  # the new file's cursor, not the old's
+    assert lines[-1].cursor.offset == 2
+
+
+def test_copytruncate_regrown_past_the_cursor_is_read_from_its_start(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("")
+    follower = Follower(log)
+    _append(log, "first\n")
+    assert _texts(follower) == ["first"]
+    os.truncate(log, 0)
+    _append(log, "one\ntwo\nthree\n")  # longer than before the truncate
+    assert _texts(follower) == ["one", "two", "three"]
+    assert follower.rotations == 1
+
+
+def test_lines_left_by_a_limit_come_without_new_data(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("1\n2\n3\n")
+    follower = Follower(log, from_start=True)
+    assert [x.data for x in follower.read(2)] == [b"1", b"2"]
+    lines = follower.read(2)
+    assert [x.data for x in lines] == [b"3"]
+    assert lines[0].cursor.offset == 6
+    assert follower.read(2) == []

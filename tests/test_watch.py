@@ -130,3 +130,23 @@ def test_restart_resumes_at_cursor(tmp_path: Path, cf_server: ServedEmulator) ->
     second.run()
     assert second.metrics.lines == 1  # only the new line: no line counted twice
     assert _rules(cf_server) == set()  # one failure per run: the count died with the process
+
+
+def test_backlog_counts_are_not_purged_mid_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                cf_server: ServedEmulator) -> None:  # fmt: skip
+    """Reading old lines (log times hours ago), a purge by the wall clock would forget each
+    count between batches; the daemon purges only once every file is caught up."""
+    import cfban.watch._daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "PURGE_INTERVAL", 0.0)
+    monkeypatch.setattr(daemon_module, "BATCH_LINES", 1)
+    (tmp_path / "logs").mkdir()
+    log = tmp_path / "logs" / "access.log"
+    old = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(time.time() - 7200))
+    log.write_text(PROBE.format(ip="203.0.113.30", date=old) * 2)
+    settings = _settings(tmp_path, cf_server, bantime="1d")
+    daemon = Daemon(settings, WatchOptions(poll=0.05, exit_idle=0.5, from_start=True))
+    daemon.run()
+    assert daemon.metrics.lines == 2
+    assert daemon.metrics.bans["probes"] == 1
+    assert _rules(cf_server) == {"203.0.113.30"}

@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 
 BATCH_LINES = 2_000
 PURGE_INTERVAL = 10.0
+#: Seconds a delivery round may take while running (it then reports and starts again).
+ROUND_DEADLINE = 10.0
+#: Seconds the last delivery round may take when stopping: whatever is left stays queued
+#: (durably) for the next start, so a failing Cloudflare never holds up a stop for long.
+STOP_DEADLINE = 5.0
 
 
 @dataclass
@@ -176,8 +181,11 @@ class Daemon:
             if read:
                 last_line = now
             if now - last_purge >= PURGE_INTERVAL:
-                for jail in self.jails:
-                    jail.counter.purge()
+                # Purging judges silence by the wall clock; while a backlog is read its
+                # failures carry their (older) log times and would be forgotten mid-count.
+                if all(entry.caught_up for entry in self._files.values()):
+                    for jail in self.jails:
+                        jail.counter.purge()
                 last_purge = now
                 warning = self.stats.edge_warning()
                 if warning:
@@ -261,7 +269,7 @@ class Daemon:
             while True:
                 stopping = self._stop.is_set()
                 try:
-                    report = service.deliver(deadline=None if stopping else 10.0)
+                    report = service.deliver(deadline=STOP_DEADLINE if stopping else ROUND_DEADLINE)
                 except CfbanError as exc:
                     self._last_error = str(exc)
                     log.error("delivery failed: %s", exc)
