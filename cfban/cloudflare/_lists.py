@@ -37,7 +37,8 @@ EDIT = "Account > Account Filter Lists > Edit"
 MAX_ITEMS_PER_REQUEST = 1000  # no documented cap; this keeps a request body near 100 kB
 ITEMS_PER_PAGE = 500  # the documented maximum
 _NAME = re.compile(r"^[a-z0-9_]{1,50}$")
-_POLL_DELAYS = (0.5, 0.5, 1.0, 1.0, 2.0, 2.0, 4.0, 4.0, 8.0)
+# Most bulk operations finish within a second: look early, then back off.
+_POLL_DELAYS = (0.1, 0.2, 0.3, 0.5, 1.0, 1.0, 2.0, 2.0, 4.0, 4.0, 8.0)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -77,6 +78,7 @@ class ListBackend:
         self._rule = ListRule(list_name, mode)
         self._clock = clock
         self._poll_timeout = poll_timeout
+        self._pending: str | None = None
         self._list: IpList | None = None
         self._num_items = 0
         self._zones_ready: set[str] = set()
@@ -197,11 +199,16 @@ class ListBackend:
     # -- writing items -------------------------------------------------------------------
 
     def _write(self, method: str, path: str, body: Any) -> None:
+        if self._pending is not None:
+            # An earlier wait was cut short (a deadline): Cloudflare refuses a new operation
+            # while that one is pending, so see it through first.
+            self._wait(self._pending)
         envelope = self._http.request(method, path, json_body=body, permission=EDIT)
         result = envelope.result if isinstance(envelope.result, dict) else {}
         operation = result.get("operation_id")
         if not isinstance(operation, str) or not operation:
             raise TransportError(f"Cloudflare answered {method} {path} without an operation id")
+        self._pending = operation
         self._wait(operation)
 
     def _wait(self, operation: str) -> None:
@@ -224,6 +231,8 @@ class ListBackend:
             attempt += 1
             envelope = self._http.request("GET", path, permission=READ)
             status = parse(BulkOperation, envelope.result, "a list operation")
+            if status.status in ("completed", "failed"):
+                self._pending = None
             if status.status == "completed":
                 return
             if status.status == "failed":
