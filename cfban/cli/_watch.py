@@ -19,7 +19,8 @@ state database before anything is sent; a separate thread delivers them to Cloud
 slow Cloudflare never stalls log reading. On a first start it reads from the end of existing
 logs (--from-start reads them whole); on a restart it resumes exactly where it stopped.
 
-SIGTERM or Ctrl-C stops it without unbanning; SIGHUP reloads the configuration.
+SIGTERM or Ctrl-C stops it without unbanning; SIGHUP reloads the jails, ignoreip and
+[realip] settings (a change to [cloudflare] or state_dir needs a restart).
 Without an API token it is a dry run: the Cloudflare calls are logged, not made.
 
 Example: cfban --config examples/cfban.toml watch --from-start --exit-idle 2
