@@ -176,7 +176,7 @@ def run_filter(flt: Filter, stream: BinaryIO, *, source: str = "<log>") -> Filte
     )
     matcher = LineMatcher(flt)
     twin = _without_ignoreregex(flt)
-    feed = matcher.feed
+    feed_raw = matcher.feed_raw
     number = 0
     tested = 0
     try:
@@ -184,11 +184,13 @@ def run_filter(flt: Filter, stream: BinaryIO, *, source: str = "<log>") -> Filte
             number += 1
             if not raw or raw[0] == 0x23 or raw == b"\r":  # empty, or a "#" comment
                 continue
-            line = decode_line(raw)
             tested += 1
             if tested <= DATE_SAMPLE_LINES:
-                _count_date_format(report, flt, line)
-            failures = feed(line)
+                _count_date_format(report, flt, decode_line(raw))
+            result = feed_raw(raw)
+            if result is None:
+                continue  # ruled out by the prefilter: the ignoreregex-free twin cannot match
+            line, failures = result
             if failures:
                 report.matched += 1
                 for failure in failures:

@@ -8,11 +8,14 @@ import tempfile
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from cfban.config import Settings, load_settings
 from cfban.errors import EXIT_ERROR, CfbanError
+
+if TYPE_CHECKING:
+    from cfban.config import Settings
 
 
 @dataclass
@@ -25,6 +28,8 @@ class AppContext:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from cfban.config import load_settings  # pydantic: only for commands that need it
+
             self._settings = load_settings(self.config_path)
         return self._settings
 

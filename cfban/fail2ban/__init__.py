@@ -8,7 +8,9 @@ The specification is fail2ban's own behaviour (filter files, tags, dates). Modul
 ``_loader``     filter spec -> files -> :class:`FilterDefinition` (``<tag>`` substitution)
 ``_dates``      date templates, ``datepattern``, ``%Ex...`` directives, date -> epoch
 ``_regex``      regex tags (``<HOST>``, ``<F-NAME>``, ...) expanded and compiled
+``_prefilter``  literals every failure contains: lines without them skip the pipeline
 ``_matcher``    the pure per-line pipeline: :class:`Filter`; :class:`LineMatcher` for state
+``_search``     the failregex loop of one line (or buffer) and the failure it gives
 ``_api``        :func:`load_filter`, the entry point
 """
 

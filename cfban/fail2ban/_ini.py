@@ -28,6 +28,7 @@ from cfban.errors import FilterError
 __all__ = [
     "IniFile",
     "MAX_INTERPOLATION_DEPTH",
+    "MAX_VALUE_LENGTH",
     "MergedConfig",
     "RawValue",
     "expand_includes",
@@ -37,6 +38,8 @@ __all__ = [
 
 #: Nesting limit of ``%(...)s`` references, as in Python's configparser.
 MAX_INTERPOLATION_DEPTH = 10
+#: Longest value interpolation may build (a guard against exponential references).
+MAX_VALUE_LENGTH = 1_000_000
 DEFAULT = "DEFAULT"
 KNOWN_PREFIX = "KNOWN/"
 
@@ -301,6 +304,7 @@ class _Interpolator:
                 "look for an option that refers to itself",
             )
         out: list[str] = []
+        size = 0
         rest = text
         while (percent := rest.find("%")) >= 0:
             out.append(rest[:percent])
@@ -325,6 +329,12 @@ class _Interpolator:
             if "%" in value:
                 value = self.expand(value, option, inner_origin or origin, inner_known, depth + 1)
             out.append(value)
+            size += len(value)
+            if size > MAX_VALUE_LENGTH:
+                raise error(
+                    f"%(...)s references expand to more than {MAX_VALUE_LENGTH} characters",
+                    "look for options that refer to each other many times over",
+                )
         out.append(rest)
         return "".join(out)
 

@@ -18,7 +18,14 @@ from functools import partial
 from pathlib import Path
 
 from cfban.errors import FilterError
-from cfban.fail2ban._ini import DEFAULT, IniFile, MergedConfig, RawValue, expand_includes
+from cfban.fail2ban._ini import (
+    DEFAULT,
+    MAX_VALUE_LENGTH,
+    IniFile,
+    MergedConfig,
+    RawValue,
+    expand_includes,
+)
 from cfban.fail2ban._model import FilterDefinition, RegexSource
 from cfban.fail2ban._options import parse_filter_spec
 
@@ -38,7 +45,7 @@ FILTER_OPTIONS = (
 )
 #: How often one tag may be replaced inside one option before it counts as a loop.
 MAX_TAG_REPLACE_COUNT = 25
-_MAX_VALUE_LENGTH = 1_000_000
+_MAX_VALUE_LENGTH = MAX_VALUE_LENGTH
 
 _TAG_RE = re.compile(r"<([^ <>]+)>")
 _SECTION_TAG_RE = re.compile(r"([\w\-]+)/([^\s>]+)")
@@ -122,9 +129,10 @@ class _Resolver:
     fail2ban's client reads a filter twice. The first pass sees only the spec's options: the
     filter options are interpolated with them, every other ``[Definition]`` option without
     them; its result is what a jail's ``%(known/...)s`` means, and its errors are fatal. The
-    second pass also sees ``[Init]`` and the jail, and gives the final values. A tag found
-    in no option is looked up in ``[Definition]`` once, in the first pass, and that answer
-    is reused (fail2ban caches it too).
+    second pass also sees ``[Init]`` and the jail, and gives the final values; there the
+    other ``[Definition]`` options are only read when a tag asks for them. A tag found in no
+    option is looked up in ``[Definition]`` with the values of the pass that first asks,
+    and that answer is reused (fail2ban caches it too).
     """
 
     def __init__(self, config: MergedConfig, spec_options: Mapping[str, str]) -> None:
@@ -141,6 +149,8 @@ class _Resolver:
             self.init["known/" + option] = value
             self.init.setdefault(option, value)
         self.jail: dict[str, str] = {}
+        self.variables: dict[str, str] = self.first_variables
+        self.first_result: dict[str, str] = {}
         self._tag_cache: dict[str, str | None] = {}
 
     def first_pass(self) -> dict[str, str]:
@@ -148,7 +158,8 @@ class _Resolver:
         try:
             options = self._definition_options(self.first_variables, first=True)
         except FilterError as error:
-            if "is not defined" not in error.message:
+            missing = re.search(r"%\((.+?)\)s is not defined", error.message)
+            if missing is None or missing.group(1).lower() not in self.init:
                 raise
             raise FilterError(
                 error.message,
@@ -158,24 +169,23 @@ class _Resolver:
                 "other than failregex & co. without filter-spec values too: refer to those "
                 "as <name>, not %(name)s",
             ) from None
-        return self._substitute({**options, **self.init})
+        self.first_result = self._substitute({**options, **self.init})
+        return self.first_result
 
     def _definition_options(self, variables: Mapping[str, str], *, first: bool) -> dict[str, str]:
         """``[Definition]`` interpolated: the filter options (possibly from ``DEFAULT``) with
-        ``variables`` unless those replace them; the other own options without ``variables``
-        in the first pass, with them (unless replaced) in the second."""
+        ``variables`` unless those replace them; in the first pass also every other own
+        option, without ``variables``."""
         result: dict[str, str] = {}
         for option in FILTER_OPTIONS:
             if option not in variables:
                 value = self.config.get("Definition", option, variables=variables)
                 if value is not None:
                     result[option] = value
-        for option in self.config.own_options("Definition"):
-            if option in result or (not first and option in variables):
-                continue
-            value = self.config.get("Definition", option, variables=None if first else variables)
-            if value is not None:
-                result[option] = value
+        if first:
+            for option in self.config.own_options("Definition"):
+                if option not in result:
+                    result[option] = self.config.get("Definition", option) or ""
         return result
 
     def _substitute(self, combined: dict[str, str]) -> dict[str, str]:
@@ -207,7 +217,7 @@ class _Resolver:
             elif self.config.has_section(section):
                 value = self.config.get(section, option)
         if value is None:
-            value = self.config.get("Definition", tag.lower(), variables=self.first_variables)
+            value = self.config.get("Definition", tag.lower(), variables=self.variables)
         self._tag_cache[tag] = value
         return value
 
@@ -217,11 +227,17 @@ class _Resolver:
         return self.config.raw("Definition", option)
 
     def definition(self, name: str, jail: Mapping[str, str]) -> FilterDefinition:
-        """The second pass, with the jail's options on top, as a definition."""
+        """The second pass, with the jail's options on top, as a definition.
+
+        ``options`` holds the final values, plus the other ``[Definition]`` variables as
+        the first pass resolved them (fail2ban's server never sees those; ``logtimezone``
+        set there is honoured, as a jail would set it).
+        """
         self.jail = dict(jail)
-        variables = {**self.init, **self.jail}
-        options = self._definition_options(variables, first=False)
+        self.variables = {**self.init, **self.jail}
+        options = self._definition_options(self.variables, first=False)
         options = self._substitute({**options, **self.init, **self.jail})
+        every = {**self.first_result, **options}
         prefregex = self._regexes(options, "prefregex", split=False)
         return FilterDefinition(
             name=name,
@@ -230,26 +246,36 @@ class _Resolver:
             prefregex=prefregex[0] if prefregex else None,
             datepattern=options.get("datepattern") or None,
             maxlines=self._maxlines(options),
-            usedns=options.get("usedns") or "no",
-            logtimezone=options.get("logtimezone") or None,
+            usedns=self._usedns(options),
+            logtimezone=every.get("logtimezone") or None,
             files=tuple(self.config.files),
-            options=options,
+            options=every,
         )
+
+    def _usedns(self, options: Mapping[str, str]) -> str:
+        value = (options.get("usedns") or "no").lower()
+        if value not in ("yes", "warn", "no", "raw"):
+            log.warning("usedns %r is not yes, warn, no or raw; using no", value)
+            return "no"
+        return value
 
     def _maxlines(self, options: Mapping[str, str]) -> int:
         text = options.get("maxlines", "").strip()
         if not text:
             return 1
         try:
-            return max(1, int(text))  # fail2ban's server also raises 0 to 1
+            maxlines = int(text)
         except ValueError:
+            maxlines = 0
+        if maxlines < 1:
             raw = self.source("maxlines")
             raise FilterError(
-                f"maxlines must be a whole number, not {text!r}",
+                f"maxlines must be a whole number of at least 1, not {text!r}",
                 path=raw.path if raw else None,
                 line=raw.line if raw else None,
                 hint="maxlines is how many log lines one failregex may span, e.g. 2",
-            ) from None
+            )
+        return maxlines
 
     def _regexes(
         self, options: Mapping[str, str], option: str, *, split: bool = True
@@ -315,9 +341,11 @@ def substitute_tags(
                 if replacement is None:
                     found = _TAG_RE.search(value, found.end())
                     continue
-                value = value.replace(f"<{ref}>", replacement)
-                if len(value) > _MAX_VALUE_LENGTH:
-                    raise _TagLoopError(tag, ref, value[:200])
+                marker = f"<{ref}>"
+                grown = len(value) + value.count(marker) * (len(replacement) - len(marker))
+                if grown > _MAX_VALUE_LENGTH:
+                    raise _TagLoopError(tag, ref, value[:200], grown)
+                value = value.replace(marker, replacement)
                 replaced[ref] = replaced.get(ref, 0) + 1
                 found = _TAG_RE.search(value, found.start())
             if value != original:
@@ -332,10 +360,13 @@ def substitute_tags(
 
 
 class _TagLoopError(FilterError):
-    def __init__(self, tag: str, ref: str, value: str) -> None:
+    def __init__(self, tag: str, ref: str, value: str, size: int | None = None) -> None:
+        if size is None:
+            message = f"option {tag!r} refers to itself through <{ref}> and cannot be resolved"
+        else:
+            message = f"option {tag!r} would grow to {size} characters through <{ref}>"
         super().__init__(
-            f"option {tag!r} refers to itself through <{ref}> and cannot be resolved "
-            f"(value so far: {value[:120]!r})",
+            f"{message} (value so far: {value[:120]!r})",
             hint="break the loop between the options' <tag> references",
         )
         self.option = tag

@@ -1,4 +1,4 @@
-"""The per-line pipeline of fail2ban: date cut, prefregex, failregex, ignoreregex, failure id.
+"""The per-line pipeline of fail2ban: prefilter, date cut, then the regexes (``_search``).
 
 :class:`Filter` is the compiled filter. ``Filter.match(line)`` is pure: one line in, at most
 one :class:`Failure` out (fail2ban-format.md §2.4). What needs memory across lines lives in a
@@ -11,26 +11,27 @@ one hostile line cannot make a regex run for long; ``Filter.stats["truncated"]``
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from cfban.clock import SystemClock
 from cfban.fail2ban._dates import DateDetector
 from cfban.fail2ban._model import DateMatch, Failure, FilterDefinition
-from cfban.fail2ban._regex import CompiledFilter, CompiledRegex, compile_filter
+from cfban.fail2ban._prefilter import Prefilter, date_cut
+from cfban.fail2ban._prefilter import build as build_prefilter
+from cfban.fail2ban._regex import CompiledFilter, compile_filter
+from cfban.fail2ban._search import Search, TupleLine, normalize_host
+
+__all__ = ["MAX_LINE_CHARS", "DateFinder", "Filter", "LineMatcher", "decode_line", "normalize_host"]
 
 MAX_LINE_CHARS = 64 * 1024
 _LAST_DATE_MAX_AGE = 60.0
 _MLFID_CACHE_SIZE = 100
 _MLFID_CACHE_SECONDS = 300.0
-_INTERNAL_KEYS = frozenset(
-    {"matches", "nofail-matches", "users", "mlfpending", "mlfforget", "mlfgained", "content"}
-)
-
-_TupleLine = tuple[str, str, str]  # (text before the date, date text, text after the date)
+_PENDING_LIMIT = 1024  # skipped lines kept for their date at most, and their length
+_PENDING_LONG_LINE = 2048
+_LINE_ENDS = ("\r", "\n")
 
 
 class DateFinder(Protocol):
@@ -46,35 +47,12 @@ def decode_line(raw: bytes, encoding: str = "utf-8") -> str:
     the line become U+FFFD rather than vanishing, so that deleting them can never join two
     fragments into text a regex would match.
     """
-    text = raw.decode(encoding, errors="replace").rstrip("\r\n").strip("\x00")
-    return text.replace("\x00", "\ufffd")
-
-
-@functools.lru_cache(maxsize=4096)  # the same few offenders repeat; parsing is the costly part
-def normalize_host(text: str, cidr: str | None = None) -> str:
-    """fail2ban's address form: compressed lower-case IPv6, IPv4-mapped IPv6 as IPv4.
-
-    Brackets are stripped; a ``cidr`` narrower than the address gives a network
-    (``192.0.2.0/24``). Text that is not an address is returned unchanged (a raw id).
-    """
-    raw = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-    try:
-        address = ipaddress.ip_address(raw)
-    except ValueError:
-        return text
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if cidr and cidr.isdigit() and int(cidr) < address.max_prefixlen:
-        return str(ipaddress.ip_network(f"{address}/{cidr}", strict=False))
-    return str(address)
-
-
-def _joined(lines: Iterable[_TupleLine]) -> str:
-    return "\n".join(before + after for before, _, after in lines) + "\n"
-
-
-def _original(line: _TupleLine) -> str:
-    return "".join(line)
+    text = raw.decode(encoding, "replace")
+    if text[-1:] in _LINE_ENDS:
+        text = text.rstrip("\r\n")
+    if "\x00" in text:
+        text = text.strip("\x00").replace("\x00", "\ufffd")
+    return text
 
 
 class Filter:
@@ -83,6 +61,8 @@ class Filter:
     ``dates`` finds and parses the date of a line (by default a ``DateDetector`` for the
     definition's ``datepattern``); ``now`` gives the current epoch time (used for ``{NONE}``
     dates). ``stats`` counts lines the matcher had to treat specially (``truncated``).
+    ``prefilter`` (``None`` to switch it off) lets lines that cannot give a failure skip date
+    detection and the regexes (``_prefilter``); results are the same with and without it.
 
     Raises:
         FilterError: a regex of ``definition`` does not compile or lacks a failure id.
@@ -109,6 +89,31 @@ class Filter:
         self._precheck_ignore = (
             bool(compiled.ignoreregex) and len(compiled.ignoreregex) < len(compiled.failregex) - 2
         )
+        self._might_match: Callable[[str], bool] | None = None
+        self._might_match_plain: Callable[[str], bool] | None = None
+        self._prefilter: Prefilter | None = None
+        if not self._multiline:
+            cuts = None
+            if isinstance(dates, DateDetector):
+                cuts = [date_cut(template.regex) for template in dates.templates]
+            self.prefilter = build_prefilter(
+                compiled.prefregex.pattern if compiled.prefregex is not None else None,
+                (regex.pattern for regex in compiled.failregex),
+                cuts,
+            )
+
+    @property
+    def prefilter(self) -> Prefilter | None:
+        """The literal prefilter in use (``None``: every line goes through the pipeline)."""
+        return self._prefilter
+
+    @prefilter.setter
+    def prefilter(self, value: Prefilter | None) -> None:
+        self._prefilter = value
+        self._might_match = value.might_match if value is not None else None
+        self._might_match_plain = None
+        if value is not None and value.plain_text_safe:
+            self._might_match_plain = value.might_match
 
     @property
     def name(self) -> str:
@@ -122,8 +127,12 @@ class Filter:
         Only the first matching failregex counts, as in fail2ban. The line is matched alone
         (no ``maxlines`` buffer, no ``<F-MLFID>`` session): use a :class:`LineMatcher` for those.
         """
+        might_match = self._might_match
+        if might_match is not None and not might_match(line):
+            self._cap(line)
+            return None
         tline, epoch = self._split_date(self._cap(line))
-        for failure in _Search(self, [tline], epoch, None, check_all=False).run():
+        for failure in Search(self, [tline], epoch, None, check_all=False).run():
             if failure.host is not None and "nofail" not in failure.groups:
                 return failure
         return None
@@ -133,17 +142,25 @@ class Filter:
 
         ``<F-NOFAIL>`` matches are included, with ``nofail`` in their groups.
         """
+        might_match = self._might_match
+        if might_match is not None and not might_match(line):
+            self._cap(line)
+            return []
         tline, epoch = self._split_date(self._cap(line))
-        return _Search(self, [tline], epoch, None, check_all=True).run()
+        return Search(self, [tline], epoch, None, check_all=True).run()
 
     def _cap(self, line: str) -> str:
-        line = line.rstrip("\r\n")
         if len(line) > MAX_LINE_CHARS:
-            self.stats["truncated"] += 1
-            return line[:MAX_LINE_CHARS]
+            line = line.rstrip("\r\n")
+            if len(line) > MAX_LINE_CHARS:
+                self.stats["truncated"] += 1
+                return line[:MAX_LINE_CHARS]
+            return line
+        if line[-1:] in _LINE_ENDS:
+            return line.rstrip("\r\n")
         return line
 
-    def _split_date(self, line: str) -> tuple[_TupleLine, float | None]:
+    def _split_date(self, line: str) -> tuple[TupleLine, float | None]:
         found = self.dates.find(line)
         if found is None:
             return ("", "", line), None
@@ -158,14 +175,64 @@ class LineMatcher:
 
     Holds the ``maxlines`` buffer, the last date seen (a line without a date takes it while it
     is under 60 s old) and the ``<F-MLFID>`` sessions (100 entries, 5 minutes).
+
+    Lines the filter's prefilter rules out are not date-parsed when fed; they are kept until a
+    line needs the last date (or :data:`_PENDING_LIMIT` pile up) and only then parsed, newest
+    first: the last date is the same as if every line had been parsed.
     """
 
     def __init__(self, flt: Filter) -> None:
         self.filter = flt
-        self.buffer: list[_TupleLine] = []
-        self.last_date: float | None = None
-        self.last_date_text = ""
+        self.buffer: list[TupleLine] = []
+        self._last_date: float | None = None
+        self._last_date_text = ""
+        self._pending: list[str | bytes] = []
         self.sessions: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+
+    @property
+    def last_date(self) -> float | None:
+        """The epoch of the last line with a valid date (or the last ``known_time``)."""
+        if self._pending:
+            self._settle()
+        return self._last_date
+
+    @last_date.setter
+    def last_date(self, value: float | None) -> None:
+        if self._pending:
+            self._settle()  # its date text stays the last one seen
+        self._last_date = value
+
+    @property
+    def last_date_text(self) -> str:
+        """The date text of the last line with a valid date."""
+        if self._pending:
+            self._settle()
+        return self._last_date_text
+
+    @last_date_text.setter
+    def last_date_text(self, value: str) -> None:
+        if self._pending:
+            self._settle()
+        self._last_date_text = value
+
+    def _settle_skipped(self, line: str | bytes) -> None:
+        """Settle the skipped lines now: too many are kept, or ``line`` (the last) is long."""
+        if len(line) > MAX_LINE_CHARS:  # count it as truncated (it may have fewer chars)
+            self.filter._cap(line if isinstance(line, str) else decode_line(line))
+        self._settle()  # bounds what pending lines hold: 1024 lines of 2 KiB
+
+    def _settle(self) -> None:
+        """Parse the dates of the skipped lines, newest first, until one has a valid date."""
+        pending, self._pending = self._pending, []
+        find = self.filter.dates.find
+        for raw in reversed(pending):
+            text = raw if isinstance(raw, str) else decode_line(raw)
+            line = text.rstrip("\r\n")[:MAX_LINE_CHARS]
+            found = find(line)
+            if found is not None and found.end > found.start and found.epoch is not None:
+                self._last_date = found.epoch
+                self._last_date_text = line[found.start : found.end]
+                return
 
     def feed(
         self, line: str, *, known_time: float | None = None, check_all: bool = False
@@ -177,9 +244,19 @@ class LineMatcher:
         ``nofail`` matches and pending session matches (``host`` ``None``).
         """
         flt = self.filter
+        might_match = flt._might_match
+        if might_match is not None and not might_match(line):
+            if known_time is not None:
+                flt._cap(line)  # counts a truncated line
+                self.last_date = known_time
+                return []
+            pending = self._pending
+            pending.append(line)
+            if len(line) > _PENDING_LONG_LINE or len(pending) >= _PENDING_LIMIT:
+                self._settle_skipped(line)
+            return []
         line = flt._cap(line)
         now = flt.now()
-        fresh = self.last_date is not None and self.last_date > now - _LAST_DATE_MAX_AGE
         epoch: float | None
         if known_time is not None:
             tline, epoch = ("", "", line), known_time
@@ -187,29 +264,52 @@ class LineMatcher:
         else:
             found = flt.dates.find(line)
             tline, epoch = ("", "", line), None
+            text = ""
             if found is not None:
                 text = line[found.start : found.end]
-                if text:
-                    tline = (line[: found.start], text, line[found.end :])
-                    epoch = found.epoch
-                    if epoch is not None:
-                        self.last_date, self.last_date_text = epoch, text
-                elif fresh:
-                    tline, epoch = ("", self.last_date_text, line), self.last_date
-                else:
+                epoch = found.epoch if text else None
+            if text and epoch is not None:
+                self._pending.clear()  # this date supersedes the skipped lines' dates
+                tline = (line[: found.start], text, line[found.end :])  # type: ignore[union-attr]
+                self._last_date, self._last_date_text = epoch, text
+            else:
+                if self._pending:
+                    self._settle()
+                last = self._last_date
+                fresh = last is not None and last > now - _LAST_DATE_MAX_AGE
+                if text:  # a date that names no valid time: cut, but no epoch
+                    tline = (line[: found.start], text, line[found.end :])  # type: ignore[union-attr]
+                if fresh:
+                    tline, epoch = ("", self._last_date_text, line), last
+                elif found is not None and not text:
                     epoch = now
-            if epoch is None and fresh:
-                tline, epoch = ("", self.last_date_text, line), self.last_date
         if flt._multiline:
             self.buffer.append(tline)
             self.buffer = self.buffer[-flt.definition.maxlines :]
             lines = self.buffer
         else:
             lines = [tline]
-        found_failures = _Search(flt, lines, epoch, self, check_all=check_all).run()
+        found_failures = Search(flt, lines, epoch, self, check_all=check_all).run()
         if check_all:
             return found_failures
         return [f for f in found_failures if f.host is not None and "nofail" not in f.groups]
+
+    def feed_raw(self, raw: bytes) -> tuple[str, list[Failure]] | None:
+        """Decode (``decode_line``, UTF-8) and feed one raw line: ``(text, failures)``.
+
+        ``None`` when the prefilter rules the line out: it gives no failure (its text is made
+        only if a later line needs its date). The same result as ``feed(decode_line(raw))``,
+        with less work for the lines that cannot match.
+        """
+        might_match = self.filter._might_match_plain
+        if might_match is not None and not might_match(raw.decode("utf-8", "replace")):
+            pending = self._pending
+            pending.append(raw)
+            if len(raw) > _PENDING_LONG_LINE or len(pending) >= _PENDING_LIMIT:
+                self._settle_skipped(raw)
+            return None
+        line = decode_line(raw)
+        return line, self.feed(line)
 
     def session(self, mlfid: str) -> dict[str, Any] | None:
         """The cached groups of session ``mlfid``, if it is known and not expired."""
@@ -227,219 +327,3 @@ class LineMatcher:
         while len(self.sessions) >= _MLFID_CACHE_SIZE:
             self.sessions.popitem(last=False)
         self.sessions[mlfid] = (now + _MLFID_CACHE_SECONDS, groups)
-
-
-class _Search:
-    """One run of the failregex loop over a buffer (fail2ban's ``findFailure``)."""
-
-    def __init__(
-        self,
-        flt: Filter,
-        lines: list[_TupleLine],
-        epoch: float | None,
-        state: LineMatcher | None,
-        *,
-        check_all: bool,
-    ) -> None:
-        self.flt = flt
-        self.org = list(lines)
-        self.epoch = epoch
-        self.state = state
-        self.check_all = check_all
-        self.multiline = flt._multiline and state is not None
-
-    def _set_buffer(self, lines: list[_TupleLine]) -> None:
-        if self.state is not None and self.flt._multiline:
-            self.state.buffer = lines
-
-    def run(self) -> list[Failure]:
-        compiled = self.flt.compiled
-        buf = _joined(self.org)
-        if self.flt._precheck_ignore and _any_search(compiled.ignoreregex, buf):
-            return []
-        pre_groups: dict[str, Any] = {}
-        current = self.org
-        if compiled.prefregex is not None:
-            pref = compiled.prefregex.pattern.search(buf)
-            if pref is None:
-                return []
-            pre_groups = compiled.prefregex.groups(pref)
-            content = pre_groups.pop("content", None)
-            if content:
-                current = [("", "", content)]
-                buf = content + "\n"
-                self._set_buffer(current)  # as in fail2ban, the kept buffer is narrowed too
-        failures: list[Failure] = []
-        text: str | None = buf
-        for index, regex in enumerate(compiled.failregex):
-            if text is None:
-                text = _joined(current)
-            found = regex.pattern.search(text)
-            if found is None:
-                continue
-            matched, unmatched = self._split(found, regex)
-            if compiled.ignoreregex:
-                ignore_text = _joined(matched) if self.multiline else text
-                if _any_search(compiled.ignoreregex, ignore_text):
-                    if self.multiline or not self.check_all:
-                        self._set_buffer(unmatched)
-                        current, text = unmatched, None
-                    if not self.check_all:
-                        break
-                    continue
-            if self.multiline or not self.check_all:
-                self._set_buffer(unmatched)
-                current, text = unmatched, None
-            groups = dict(pre_groups)
-            groups.update((k, v) for k, v in regex.groups(found).items() if v is not None)
-            failure = self._failure(index, groups, matched)
-            if failure is not None:
-                failures.append(failure)
-            if not self.check_all:
-                break
-        return failures
-
-    def _split(self, found: Any, regex: CompiledRegex) -> tuple[list[_TupleLine], list[_TupleLine]]:
-        """The original lines the match covers, and the lines that stay in the buffer."""
-        org = self.org
-        if len(org) <= 1:
-            return org, []
-        text: str = found.string
-        first = text.rfind("\n", 0, found.start() + 1) + 1
-        end = text.find("\n", found.end() - 1)
-        last = len(text) if end < 0 else end + 1
-        count1, count2 = text.count("\n", 0, first), text.count("\n", 0, last)
-        matched, unmatched = org[count1:count2], org[:count1]
-        if regex.has_skiplines:
-            skipped = "".join(v or "" for k, v in found.groupdict().items() if k[:9] == "skiplines")
-            n = 0
-            for skipped_line in skipped.splitlines():
-                for m, candidate in enumerate(matched[n:]):
-                    if candidate[0] + candidate[2] == skipped_line:
-                        unmatched.append(matched.pop(n + m))
-                        n += m
-                        break
-        unmatched.extend(org[count2:])
-        return matched, unmatched
-
-    def _failure(
-        self, index: int, groups: dict[str, Any], matched: list[_TupleLine]
-    ) -> Failure | None:
-        mlfid = groups.get("mlfid")
-        if mlfid is not None and self.state is not None:
-            groups = _merge_session(self.state, mlfid, groups, matched)
-            if groups.get("nofail") and not self.check_all:
-                return None
-        else:
-            groups["matches"] = list(groups.get("matches", [])) + list(matched)
-        host = _failure_host(groups, self.flt.definition.usedns)
-        if host is None:
-            if mlfid is None:
-                self.flt.stats["no failure id"] += 1
-                return None
-            groups["mlfpending"] = 1  # the session waits for its failure id
-            if not self.check_all:
-                return None
-        return _to_failure(host, self.epoch, groups, index)
-
-
-def _any_search(regexes: Iterable[CompiledRegex], text: str) -> bool:
-    return any(regex.pattern.search(text) is not None for regex in regexes)
-
-
-def _failure_host(groups: dict[str, Any], usedns: str) -> str | None:
-    """The failure id (fail2ban-format.md §2.4 steps 6-8); ``fid`` wins when it differs.
-
-    A ``dns`` capture is never resolved here: with ``usedns = no`` a name is no failure, with
-    ``raw``/``yes``/``warn`` the name itself is the id (resolving it is the caller's choice).
-    With ``raw`` ids are taken as written; otherwise an id that is an address is normalised.
-    """
-    fid = groups.get("fid")
-    cidr = groups.get("cidr")
-    address = groups.get("ip4") or groups.get("ip6")
-    if address is not None:
-        host = normalize_host(address, cidr)
-    elif groups.get("dns") is not None:
-        name: str = groups["dns"]
-        host = normalize_host(name)
-        if host == name and usedns == "no":
-            try:
-                ipaddress.ip_address(name)
-            except ValueError:
-                return None
-    elif fid is not None:
-        return normalize_host(fid) if usedns != "raw" else str(fid)
-    else:
-        return None
-    if fid is None or fid == host or fid == address:
-        return host
-    groups["ip"] = host
-    return normalize_host(fid) if usedns != "raw" else str(fid)
-
-
-def _merge_session(
-    state: LineMatcher, mlfid: str, fail: dict[str, Any], matched: list[_TupleLine]
-) -> dict[str, Any]:
-    """Merge ``fail`` into the cached session ``mlfid`` (fail2ban's ``_mergeFailure``)."""
-    flags = 0  # 1 nofail now, 2 forget, 4 session had nofail/gained, 8 gained
-    if fail.get("mlfgained"):
-        flags |= 8 | 1
-        if not fail.get("nofail"):
-            fail["nofail"] = fail["mlfgained"]
-    elif fail.get("nofail"):
-        flags |= 1
-    if fail.pop("mlfforget", None):
-        flags |= 2
-    session = state.session(mlfid)
-    users: set[str] | None = None
-    if session is not None:
-        users = _add_user(session, fail.get("user"))
-        if session.pop("nofail", None):
-            flags |= 4
-        if session.pop("mlfgained", None):
-            flags |= 4
-        if flags & 8:
-            session.pop("mlfpending", None)
-        if not flags & 4 and not session.get("mlfpending", 0):
-            session.pop("matches", None)
-        session.update((k, v) for k, v in fail.items() if v is not None)
-        fail = session
-        if flags & 2:
-            state.sessions.pop(mlfid, None)
-    elif not flags & 2:
-        users = _add_user(fail, fail.get("user"))
-        state.remember(mlfid, fail)
-    if fail.pop("mlfpending", 0) or (users and len(users) > 1):
-        fail.pop("nofail", None)
-        fail.pop("mlfgained", None)
-        flags &= ~(8 | 1)
-    if not flags & 1:
-        merged = list(fail.pop("nofail-matches", [])) + list(fail.get("matches", []))
-        if not flags & 8:
-            merged += matched
-        fail["matches"] = merged
-    elif flags & 3 == 1:
-        fail["nofail-matches"] = list(fail.get("nofail-matches", [])) + list(matched)
-    return fail
-
-
-def _add_user(groups: dict[str, Any], user: str | None) -> set[str] | None:
-    users: set[str] | None = groups.get("users")
-    if user:
-        if not users:
-            users = groups["users"] = set()
-        users.add(user)
-    return users
-
-
-def _to_failure(
-    host: str | None, epoch: float | None, groups: dict[str, Any], index: int
-) -> Failure:
-    out = {k: v for k, v in groups.items() if isinstance(v, str) and k not in _INTERNAL_KEYS}
-    if groups.get("nofail"):
-        out["nofail"] = str(groups["nofail"])
-    users = groups.get("users")
-    if users:
-        out["users"] = "\n".join(sorted(users))
-    lines = tuple(_original(line) for line in groups.get("matches", []))
-    return Failure(host=host, time=epoch, groups=out, lines=lines, regex_index=index)
