@@ -132,11 +132,11 @@ def test_no_line_lost_or_counted_twice_under_rotation(tmp_path: Path, kind: str)
     seen: list[int] = []
     process = daemon.pipeline.process
 
-    def recording(jail: JailRuntime, line: str, *, live: bool) -> list[Decided]:
-        found = NUMBER.search(line)
-        assert found is not None, line
+    def recording(jail: JailRuntime, raw: bytes, *, live: bool) -> list[Decided]:
+        found = NUMBER.search(raw.decode())
+        assert found is not None, raw
         seen.append(int(found.group(1)))
-        return process(jail, line, live=live)
+        return process(jail, raw, live=live)
 
     daemon.pipeline.process = recording  # type: ignore[method-assign]
     thread = threading.Thread(target=daemon.run, daemon=True)

@@ -24,7 +24,6 @@ from cfban.bans import BanService
 from cfban.clock import Clock, SystemClock
 from cfban.config import Settings
 from cfban.errors import CfbanError
-from cfban.fail2ban._matcher import decode_line
 from cfban.realip import GuardStats, Resolver, load_ranges
 from cfban.state._cursors import Hold, commit_batch, load_cursors
 from cfban.tailer import Cursor, Follower, Watcher
@@ -234,9 +233,8 @@ class Daemon:
             for line in lines:
                 self.metrics.lines += 1
                 try:
-                    text = decode_line(line.data)
                     for jail in entry.jails:
-                        for decided in self.pipeline.process(jail, text, live=live):
+                        for decided in self.pipeline.process(jail, line.data, live=live):
                             hold = self._hold(decided.decision)
                             if hold is not None:
                                 holds.append(hold)

@@ -30,10 +30,13 @@ class Pipeline:
         self.metrics = metrics
         self._warned: set[str] = set()
 
-    def process(self, jail: JailRuntime, line: str, *, live: bool) -> list[Decided]:
-        """The bans ``line`` decides in ``jail`` (usually none)."""
+    def process(self, jail: JailRuntime, raw: bytes, *, live: bool) -> list[Decided]:
+        """The bans the raw log line ``raw`` decides in ``jail`` (usually none)."""
+        found = jail.matcher.feed_raw(raw)
+        if found is None:
+            return []  # ruled out by the filter's prefilter: cannot be a failure
         decided: list[Decided] = []
-        for failure in jail.matcher.feed(line):
+        for failure in found[1]:
             resolution = self.resolver.resolve(failure.host, failure.groups)
             if resolution.direct_origin_access:
                 self.metrics.direct_origin += 1
