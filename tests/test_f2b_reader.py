@@ -440,13 +440,6 @@ def test_defaults_when_unset(tmp_path: Path) -> None:
     assert definition.prefregex is None and definition.logtimezone is None
 
 
-def test_bad_maxlines(tmp_path: Path) -> None:
-    write(tmp_path, "ml.conf", "[Definition]\nfailregex = ^<HOST>\nmaxlines = two\n")
-    with pytest.raises(FilterError, match="maxlines") as caught:
-        load_definition("ml", search_path=[tmp_path])
-    assert caught.value.line == 3
-
-
 def test_lookup_in_search_path_and_config_root(tmp_path: Path) -> None:
     write(tmp_path, "first/x.conf", "[Definition]\nfailregex = first\n")
     write(tmp_path, "root/filter.d/y.conf", "[Definition]\nfailregex = root\n")
@@ -519,3 +512,44 @@ def test_prefregex_and_regex_locations(tmp_path: Path) -> None:
     assert (definition.prefregex.text, definition.prefregex.line) == ("^p", 2)
     local = str(tmp_path / "loc.local")
     assert [(r.path, r.line) for r in definition.failregex] == [(local, 3), (local, 3)]
+
+
+def test_exponential_references_are_refused_not_built() -> None:
+    fan = " ".join(["%(v{})s"] * 8)
+    lines = ["[Definition]", "v0 = " + "x" * 100]
+    lines += [f"v{i} = " + fan.format(*[i - 1] * 8) for i in range(1, 9)]
+    merged = config("\n".join(lines) + "\n")
+    with pytest.raises(FilterError, match="more than 1000000 characters"):
+        merged.get("Definition", "v8")
+    tags = {"t0": "y" * 100} | {f"t{i}": f"<t{i - 1}>" * 8 for i in range(1, 9)}
+    with pytest.raises(FilterError, match="would grow"):
+        substitute_tags(tags)
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1"])
+def test_maxlines_must_be_positive(tmp_path: Path, value: str) -> None:
+    write(tmp_path, "mx.conf", f"[Definition]\nfailregex = ^<HOST>\nmaxlines = {value}\n")
+    with pytest.raises(FilterError, match="at least 1") as caught:
+        load_definition("mx", search_path=[tmp_path])
+    assert (caught.value.path, caught.value.line) == (str(tmp_path / "mx.conf"), 3)
+
+
+def test_usedns_is_normalised(tmp_path: Path) -> None:
+    write(tmp_path, "dns.conf", "[Definition]\nfailregex = ^<HOST>\nusedns = WARN\n")
+    assert load_definition("dns", search_path=[tmp_path]).usedns == "warn"
+    assert load_definition("dns[usedns=maybe]", search_path=[tmp_path]).usedns == "no"
+
+
+def test_first_pass_rule_init_values_not_visible_to_percent_references(tmp_path: Path) -> None:
+    # fail2ban reads [Definition] once without [Init] values: %(word)s fails there.
+    write(tmp_path, "fp.conf", "[Definition]\nfailregex = ^%(word)s <HOST>\n[Init]\nword = w\n")
+    with pytest.raises(FilterError, match="not defined") as caught:
+        load_definition("fp", search_path=[tmp_path])
+    assert caught.value.hint is not None and "<name>" in caught.value.hint
+    assert [r.text for r in load_definition("fp[word=s]", search_path=[tmp_path]).failregex] == [
+        "^s <HOST>"
+    ]
+    write(tmp_path, "fp2.conf", "[Definition]\nfailregex = ^<word> <HOST>\n[Init]\nword = w\n")
+    assert [r.text for r in load_definition("fp2", search_path=[tmp_path]).failregex] == [
+        "^w <HOST>"
+    ]
