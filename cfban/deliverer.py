@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cfban.errors import RefusedError
-from cfban.spool import done, read_entries, spool_dir
+from cfban.spool import done, is_request, read_entries, spool_dir
 
 if TYPE_CHECKING:
     from cfban.bans import BanService
@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = ".deliverer.lock"
 POLL = 0.05
+# The list backend writes a whole batch in one bulk operation that takes about a second to
+# complete, whatever its size; batches of the default 100 made a burst of 1,000 bans wait
+# for ten such rounds. Its request cap is 1,000 items.
+LIST_BATCH = 1000
 
 
 @dataclass
@@ -41,20 +45,33 @@ class LingerReport:
 def ingest_spool(service: BanService, report: LingerReport) -> int:
     """Commit the spool's requests to the state; return how many were taken.
 
+    One never-ban guard per jail serves the whole batch (building one costs milliseconds:
+    it loads Cloudflare's ranges and indexes every protected network).
+
     Raises:
         StateError: the state database failed (the requests stay in the spool).
     """
-    from cfban.targets import unban_target
+    from cfban.realip import BanGuard
+    from cfban.targets import ban_target, unban_target
 
     entries = list(read_entries(spool_dir(service.settings.resolved_state_dir)))
+    if not entries:
+        return 0
+    settings = service.settings
+    prefix = settings.cloudflare.ipv6_prefix
     now = service.clock.now()
     store = service.store
+    guards: dict[str, BanGuard] = {}
     for entry in entries:
         try:
             if entry.op == "ban":
                 if entry.expires_at is not None and entry.expires_at <= now:
                     continue  # ended before it was taken
-                target = service.check_ban(entry.ip, entry.jail)
+                target = ban_target(entry.ip, prefix)
+                guard = guards.get(entry.jail)
+                if guard is None:
+                    guard = guards[entry.jail] = BanGuard.from_settings(settings, entry.jail)
+                guard.check(target.address)
                 store.hold(
                     address=target.address,
                     target=target.target,
@@ -62,8 +79,7 @@ def ingest_spool(service: BanService, report: LingerReport) -> int:
                     expires_at=entry.expires_at,
                 )
             else:
-                store.release(unban_target(entry.ip, service.settings.cloudflare.ipv6_prefix),
-                              entry.jail)  # fmt: skip
+                store.release(unban_target(entry.ip, prefix), entry.jail)
         except RefusedError as exc:
             report.refused.append(entry.ip)
             log.warning("jail %s: not banning %s: %s", entry.jail, entry.ip, exc)
@@ -98,10 +114,15 @@ class _Lock:
 def _pending(service: BanService) -> bool:
     directory = spool_dir(service.settings.resolved_state_dir)
     try:
-        spooled = any(name.endswith(".json") for name in os.listdir(directory))
+        spooled = any(is_request(name) for name in os.listdir(directory))
     except FileNotFoundError:
         spooled = False
     return spooled or service.store.due_count() > 0
+
+
+def _batch_size(service: BanService) -> int | None:
+    """A larger batch for the list backend (one bulk request per batch); else the default."""
+    return LIST_BATCH if service.settings.cloudflare.backend == "list" else None
 
 
 def linger(service: BanService, seconds: float) -> LingerReport:
@@ -121,7 +142,7 @@ def linger(service: BanService, seconds: float) -> LingerReport:
         while True:
             busy = ingest_spool(service, report) > 0
             if busy or service.store.due_count() > 0:
-                delivery = service.deliver(deadline=10.0)
+                delivery = service.deliver(deadline=10.0, batch_size=_batch_size(service))
                 report.added += len(delivery.added)
                 report.removed += len(delivery.removed)
                 report.errors.extend(e for e in delivery.errors if e not in report.errors)

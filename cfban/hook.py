@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
 import sys
 import time
 import tomllib
@@ -23,11 +22,11 @@ from typing import Any
 
 from cfban.errors import CfbanError
 from cfban.paths import DEFAULT_CONFIG_PATH, default_state_dir
-from cfban.spool import spool_dir
 
 DEFAULT_BANTIME = 600
 LINGER = 5.0
 LOCK_NAME = ".deliverer.lock"
+SPOOL_DIR = "spool"  # cfban.spool.SPOOL_DIR, not imported: the hook does not read the spool
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ def ensure_deliverer(state_dir: Path, config: Path | None) -> bool:
     A running deliverer holds ``spool/.deliverer.lock`` and checks the queue once more after
     letting it go, so what was committed before this check is never left behind.
     """
-    directory = spool_dir(state_dir)
+    directory = state_dir / SPOOL_DIR
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -157,6 +156,8 @@ def ensure_deliverer(state_dir: Path, config: Path | None) -> bool:
         return False
     finally:
         os.close(fd)
+    import subprocess  # only when a deliverer has to be started: most calls find one running
+
     command = [sys.executable, "-m", "cfban"]
     if config is not None:
         command += ["--config", str(config)]

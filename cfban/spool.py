@@ -1,18 +1,30 @@
 """The spool: a directory of ban and unban requests, for writers that cannot reach the state.
 
 fail2ban's Python action (``jails/action.d/cfban.py``) runs inside fail2ban-server, whose
-Python may not have cfban installed. It writes each request as one small JSON file in
-``STATE_DIR/spool/`` — written to a temporary name, flushed to disk, then renamed, so a
-request is either whole or absent — and wakes a cfban process, which moves the requests into
-the state (the outbox) and delivers them. A request is deleted only after it is committed.
+Python may not have cfban installed. It appends its requests to a journal file in
+``STATE_DIR/spool/`` and wakes a cfban process, which moves the requests into the state (the
+outbox) and delivers them. A request is deleted only after it is committed.
 
-File format (version 1), one JSON object per file named ``<nanoseconds>-<pid>-<seq>.json``::
+Two file kinds, both read in name order:
+
+* a **journal** ``<nanoseconds>-<pid>-<seq>.jsonl``: one request per line, appended by one
+  writer, each line flushed to disk (``fdatasync``) before the writer reports success — one
+  disk flush per request, where a file per request costs two (the file and its directory).
+  A journal appears (by rename from a dot-name) with its first line already flushed; a line
+  without its final newline is not complete and is not read. The reader *claims* a journal
+  by renaming it to ``….jsonl.taken`` and reads that; a writer that finds its journal
+  renamed after an append cannot tell whether the line was read, so it writes that line
+  again as the first line of a new journal (a request applied twice is harmless).
+* a **single request** ``<nanoseconds>-<pid>-<seq>.json`` (written to a temporary name,
+  flushed, renamed, directory flushed): one JSON object, the same fields.
+
+Request format (version 1), one JSON object::
 
     {"v": 1, "op": "ban" | "unban", "ip": "203.0.113.7", "jail": "nginx-probes",
      "expires_at": 1795571848.5 | null, "time": 1795571248.5}
 
-``expires_at`` is ``null`` for a permanent ban; unbans carry none. Files sort in the order
-they were written. This module is standard library only.
+``expires_at`` is ``null`` for a permanent ban; unbans carry none. This module is standard
+library only.
 """
 
 from __future__ import annotations
@@ -30,6 +42,8 @@ log = logging.getLogger(__name__)
 
 SPOOL_DIR = "spool"
 VERSION = 1
+JOURNAL = ".jsonl"
+TAKEN = ".jsonl.taken"
 _counter = itertools.count()
 
 
@@ -86,8 +100,16 @@ def write_entry(
     return final
 
 
+def is_request(name: str) -> bool:
+    """Whether a file name in the spool holds requests (a journal or a single request)."""
+    return name.endswith((".json", JOURNAL, TAKEN)) and not name.startswith(".")
+
+
 def _parse(path: Path) -> SpoolEntry:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    return _entry(path, json.loads(path.read_text(encoding="utf-8")))
+
+
+def _entry(path: Path, data: object) -> SpoolEntry:
     if not isinstance(data, dict) or data.get("v") != VERSION:
         raise ValueError("not a version 1 spool entry")
     op, ip, jail = data.get("op"), data.get("ip"), data.get("jail")
@@ -107,32 +129,79 @@ def _parse(path: Path) -> SpoolEntry:
     )
 
 
-def read_entries(directory: Path, limit: int = 10_000) -> Iterator[SpoolEntry]:
-    """The requests waiting in ``directory``, oldest first. A malformed file is moved to
-    ``bad/`` beside them, with a warning, and skipped."""
+def _quarantine(directory: Path, name: str, why: object) -> None:
+    log.warning("spool file %s is malformed (%s); moved to %s/bad", directory / name, why,
+                directory)  # fmt: skip
+    (directory / "bad").mkdir(mode=0o700, exist_ok=True)
     try:
-        names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
+        os.replace(directory / name, directory / "bad" / name)
+    except OSError:
+        pass
+
+
+def _claim(directory: Path, name: str) -> Path | None:
+    """Rename a journal to its taken name (the writer then starts another); None if gone."""
+    if name.endswith(TAKEN):
+        return directory / name  # claimed by an earlier reader that stopped before done()
+    taken = directory / (name[: -len(JOURNAL)] + TAKEN)
+    try:
+        os.rename(directory / name, taken)
+    except FileNotFoundError:
+        return None
+    return taken
+
+
+def _journal(directory: Path, name: str) -> Iterator[SpoolEntry]:
+    path = _claim(directory, name)
+    if path is None:
+        return
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return
+    lines = text.split(b"\n")[:-1]  # a last piece without its newline is written again
+    if not lines:
+        path.unlink(missing_ok=True)  # nothing complete in it: nothing to commit
+        return
+    entries: list[SpoolEntry] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            entries.append(_entry(path, json.loads(line)))
+        except ValueError as exc:
+            log.warning("spool journal %s line %d is malformed (%s); skipped", path, number, exc)
+    if not entries:
+        _quarantine(directory, path.name, "no valid line")
+    yield from entries
+
+
+def read_entries(directory: Path, limit: int = 10_000) -> Iterator[SpoolEntry]:
+    """The requests waiting in ``directory``, oldest first (``limit`` files at most).
+
+    A journal is claimed (renamed) as it is read; one with no complete line is deleted. A
+    malformed single-request file is moved to ``bad/`` beside them, with a warning, and
+    skipped; a malformed journal line is skipped with a warning.
+    """
+    try:
+        names = sorted(n for n in os.listdir(directory) if is_request(n))
     except FileNotFoundError:
         return
     for name in names[:limit]:
+        if not name.endswith(".json"):
+            yield from _journal(directory, name)
+            continue
         path = directory / name
         try:
             yield _parse(path)
         except FileNotFoundError:
             continue  # taken by another process
         except (OSError, ValueError) as exc:
-            log.warning("spool file %s is malformed (%s); moved to %s/bad", path, exc, directory)
-            (directory / "bad").mkdir(mode=0o700, exist_ok=True)
-            try:
-                os.replace(path, directory / "bad" / name)
-            except OSError:
-                pass
+            _quarantine(directory, name, exc)
 
 
 def done(entries: list[SpoolEntry]) -> None:
-    """Delete requests that are committed to the state."""
-    for entry in entries:
+    """Delete the files of requests that are committed to the state."""
+    for path in dict.fromkeys(entry.path for entry in entries):
         try:
-            entry.path.unlink()
+            path.unlink()
         except FileNotFoundError:
             pass

@@ -7,9 +7,9 @@ Use it in a jail (fail2ban loads it into fail2ban-server itself):
 Options: ``state_dir`` (cfban's state directory, default /var/lib/cfban), ``cfban`` (the cfban
 command, default ``cfban``), ``config`` (cfban's configuration file, optional).
 
-A ban or unban is written as a request file to ``<state_dir>/spool/`` (flushed to disk before
-fail2ban is told it succeeded) and a cfban process is woken to deliver it; a burst of bans
-becomes a few batched Cloudflare requests. fail2ban's stop and restart cost no API call: the
+A ban or unban is appended as one line to a journal file in ``<state_dir>/spool/`` (flushed
+to disk before fail2ban is told it succeeded: one disk flush per request) and a cfban process
+is woken to deliver it; a burst of bans becomes a few batched Cloudflare requests. fail2ban's stop and restart cost no API call: the
 flush keeps bans at Cloudflare (cfban lifts each one at its own expiry) and restored tickets
 are not banned again. The address checks (Cloudflare's ranges, ignoreip, private addresses)
 happen when cfban takes the request; a refused address is logged by cfban.
@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import subprocess
+import threading
 import time
 
 from fail2ban.server.actions import ActionBase
@@ -41,6 +42,8 @@ class CfbanAction(ActionBase):
         self.command = cfban.split() + (["--config", config] if config else [])
         self._child = None
         self._kicked = 0.0
+        self._lock = threading.Lock()  # `fail2ban-client set JAIL banip` runs in another thread
+        self._journal = None  # (fd, path, inode) of the journal this action appends to
 
     # fail2ban's hooks ---------------------------------------------------------------------
 
@@ -49,7 +52,8 @@ class CfbanAction(ActionBase):
         self._kick(force=True)  # lifts bans that ended while fail2ban was down
 
     def stop(self):
-        pass
+        with self._lock:
+            self._close()
 
     def flush(self):
         """Keep every ban at Cloudflare when fail2ban stops; cfban expires them itself."""
@@ -71,22 +75,48 @@ class CfbanAction(ActionBase):
     # helpers ------------------------------------------------------------------------------
 
     def _write(self, op, ip, expires_at):
-        name = "%020d-%d-%06d" % (time.time_ns(), os.getpid(), next(_SEQUENCE))
         data = {"v": 1, "op": op, "ip": ip, "jail": self._jail.name,
                 "expires_at": expires_at, "time": time.time()}
+        line = json.dumps(data).encode() + b"\n"
+        with self._lock:
+            if self._journal is not None:
+                fd, path, inode = self._journal
+                os.write(fd, line)
+                os.fdatasync(fd)
+                try:
+                    if os.stat(path).st_ino == inode:
+                        return
+                except FileNotFoundError:
+                    pass
+                # cfban took the journal meanwhile and may have read it before this line:
+                # write the line again, to a new journal (a repeated request is harmless)
+                self._close()
+            self._start_journal(line)
+
+    def _start_journal(self, line):
+        """A new journal that appears with its first line already on disk."""
+        name = "%020d-%d-%06d" % (time.time_ns(), os.getpid(), next(_SEQUENCE))
         tmp = os.path.join(self.spool, "." + name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        path = os.path.join(self.spool, name + ".jsonl")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
-            os.write(fd, json.dumps(data).encode())
-            os.fsync(fd)
-        finally:
+            os.write(fd, line)
+            os.fdatasync(fd)
+            os.rename(tmp, path)
+            dir_fd = os.open(self.spool, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
             os.close(fd)
-        os.replace(tmp, os.path.join(self.spool, name + ".json"))
-        dir_fd = os.open(self.spool, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            raise
+        self._journal = (fd, path, os.fstat(fd).st_ino)
+
+    def _close(self):
+        if self._journal is not None:
+            os.close(self._journal[0])
+            self._journal = None
 
     def _kick(self, force=False):
         """Make sure a cfban deliverer runs; it exits by itself once the spool stays empty.
