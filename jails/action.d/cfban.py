@@ -98,6 +98,7 @@ class CfbanAction(ActionBase):
         name = "%020d-%d-%06d" % (time.time_ns(), os.getpid(), next(_SEQUENCE))
         tmp = os.path.join(self.spool, "." + name + ".tmp")
         path = os.path.join(self.spool, name + ".jsonl")
+        os.makedirs(self.spool, mode=0o700, exist_ok=True)  # also if the state dir was wiped
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
             os.write(fd, line)
