@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ import pytest
 from tests.cfemu.plugin import ServedEmulator
 from tests.conftest import require_program
 from tests.support.fail2ban import Fail2ban
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -22,15 +23,6 @@ LINE = '{ip} - - [{date}] "GET /.env HTTP/1.1" 404 153 "-" "curl/8"\n'
 
 def _date() -> str:
     return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
-
-
-def _wait(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def _rules(server: ServedEmulator) -> set[str]:
@@ -83,17 +75,17 @@ def test_ban_unban_and_free_restart(setup: tuple[Fail2ban, Path, ServedEmulator]
     with log.open("a") as handle:
         handle.write(LINE.format(ip="203.0.113.70", date=_date()) * 2)
         handle.write(LINE.format(ip="203.0.113.71", date=_date()) * 2)
-    _wait(lambda: {"203.0.113.70", "203.0.113.71"} <= _rules(server))
+    wait_until(lambda: {"203.0.113.70", "203.0.113.71"} <= _rules(server), timeout=30)
     assert set(f2b.banned("cfban-nginx-probes")) == {"203.0.113.70", "203.0.113.71"}
 
     out = f2b.client("set", "cfban-nginx-probes", "unbanip", "203.0.113.70")
     assert out.returncode == 0, out.stderr
-    _wait(lambda: "203.0.113.70" not in _rules(server))
+    wait_until(lambda: "203.0.113.70" not in _rules(server), timeout=30)
 
     before = len(server.emulator.log.entries)
     f2b.stop()
     f2b.start()
-    _wait(lambda: "203.0.113.71" in f2b.banned("cfban-nginx-probes"))
+    wait_until(lambda: "203.0.113.71" in f2b.banned("cfban-nginx-probes"), timeout=30)
     time.sleep(2)  # give any (unwanted) unban/re-ban time to reach the emulator
     assert len(server.emulator.log.entries) == before, "a fail2ban restart made API calls"
     assert _rules(server) == {"203.0.113.71"}

@@ -9,8 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from tests.cfemu.plugin import ServedEmulator
 from tests.conftest import require_program
 from tests.support.nginx import NginxServer
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -26,15 +26,6 @@ def _cfban(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cfban", *args], capture_output=True, text=True, env=env, timeout=60
     )
-
-
-def _wait(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 Stack = tuple[NginxServer, Path, dict[str, str]]
@@ -89,7 +80,10 @@ def test_attack_through_nginx_is_banned_at_cloudflare_and_expires(
         text=True,
     )
     try:
-        _wait(lambda: (tmp / "state" / "status.json").exists() or daemon.poll() is not None)
+        wait_until(
+            lambda: (tmp / "state" / "status.json").exists() or daemon.poll() is not None,
+            timeout=20,
+        )
         assert daemon.poll() is None, daemon.communicate()[0]
         # From the trusted peer, the header names the client.
         for _ in range(2):
@@ -97,13 +91,13 @@ def test_attack_through_nginx_is_banned_at_cloudflare_and_expires(
         # From an untrusted peer, the header is forgeable: never ban its address.
         for _ in range(3):
             nginx.get("/.env", source="127.0.0.2", **{"CF-Connecting-IP": "203.0.113.51"})
-        _wait(lambda: "203.0.113.50" in _rules(cf_server))
+        wait_until(lambda: "203.0.113.50" in _rules(cf_server), timeout=20)
         # The same address through a second jail with a long bantime, then the short one ends.
         nginx.get("/missing-1", **{"CF-Connecting-IP": "203.0.113.60"})
         nginx.get("/missing-2", **{"CF-Connecting-IP": "203.0.113.60"})
         nginx.get("/missing-3", **{"CF-Connecting-IP": "203.0.113.60"})
-        _wait(lambda: "203.0.113.60" in _rules(cf_server))
-        _wait(lambda: "203.0.113.50" not in _rules(cf_server), timeout=15)  # bantime 4 s
+        wait_until(lambda: "203.0.113.60" in _rules(cf_server), timeout=20)
+        wait_until(lambda: "203.0.113.50" not in _rules(cf_server), timeout=15)  # bantime 4 s
         assert "203.0.113.51" not in _rules(cf_server)
         assert "127.0.0.2" not in _rules(cf_server)
     finally:

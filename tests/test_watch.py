@@ -13,6 +13,7 @@ from cfban.config import Settings, load_settings
 from cfban.watch import Daemon, WatchOptions, read_status
 from cfban.watch._status import judge
 from tests.cfemu.plugin import ServedEmulator
+from tests.support.waiting import wait_until
 
 PROBE = '{ip} - - [{date}] "GET /.env HTTP/1.1" 404 153 "-" "curl/8"\n'
 
@@ -38,15 +39,6 @@ def _rules(server: ServedEmulator) -> set[str]:
     return {rule.value for rule in server.emulator.state.access_rules.values()}
 
 
-def _wait(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 @pytest.fixture
 def running(
     tmp_path: Path, cf_server: ServedEmulator
@@ -61,7 +53,7 @@ def running(
         thread = threading.Thread(target=daemon.run, daemon=True)
         thread.start()
         started.append((daemon, thread))
-        _wait(lambda: bool(daemon._files))
+        wait_until(lambda: bool(daemon._files))
         return daemon, log
 
     yield start
@@ -79,7 +71,7 @@ def test_lines_to_bans_at_cloudflare(running: Callable[..., tuple[Daemon, Path]]
         handle.write(PROBE.format(ip="203.0.113.8", date=_date()))
         handle.write(PROBE.format(ip="203.0.113.7", date=_date()))
         handle.write(PROBE.format(ip="10.1.2.3", date=_date()) * 3)  # private: refused
-    _wait(lambda: "203.0.113.7" in _rules(cf_server))
+    wait_until(lambda: "203.0.113.7" in _rules(cf_server))
     assert _rules(cf_server) == {"203.0.113.7"}
     assert daemon.metrics.bans["probes"] == 1
     assert daemon.metrics.refused["private"] == 3
@@ -91,8 +83,8 @@ def test_ban_expires(running: Callable[..., tuple[Daemon, Path]],
     _, log = running(bantime="2")
     with log.open("a") as handle:
         handle.write(PROBE.format(ip="203.0.113.9", date=_date()) * 2)
-    _wait(lambda: "203.0.113.9" in _rules(cf_server))
-    _wait(lambda: "203.0.113.9" not in _rules(cf_server), timeout=10)
+    wait_until(lambda: "203.0.113.9" in _rules(cf_server))
+    wait_until(lambda: "203.0.113.9" not in _rules(cf_server), timeout=10)
 
 
 def test_new_file_matching_glob_is_followed(running: Callable[..., tuple[Daemon, Path]],
@@ -100,7 +92,7 @@ def test_new_file_matching_glob_is_followed(running: Callable[..., tuple[Daemon,
     _, log = running()
     other = log.parent / "other.log"
     other.write_text(PROBE.format(ip="203.0.113.10", date=_date()) * 2)
-    _wait(lambda: "203.0.113.10" in _rules(cf_server))
+    wait_until(lambda: "203.0.113.10" in _rules(cf_server))
 
 
 def test_status_and_health(running: Callable[..., tuple[Daemon, Path]],

@@ -17,6 +17,7 @@ from cfban.config import load_settings
 from cfban.watch import Daemon, WatchOptions
 from cfban.watch._metrics import Metrics, serve_metrics
 from tests.support.nginx import free_port
+from tests.support.waiting import wait_until
 
 PROBE = '{ip} - - [{date}] "GET /.env HTTP/1.1" 404 153 "-" "curl/8"\n'
 MISSING = '{ip} - - [{date}] "GET /nothing-{n} HTTP/1.1" 404 153 "-" "curl/8"\n'
@@ -39,15 +40,6 @@ def _config(tmp: Path, *, with_4xx: bool) -> Path:
     return path
 
 
-def _wait(check: object, timeout: float = 15.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 def test_reload_adds_a_jail_and_keeps_following(tmp_path: Path) -> None:
     config = _config(tmp_path, with_4xx=False)
     (tmp_path / "access.log").touch()
@@ -59,15 +51,15 @@ def test_reload_adds_a_jail_and_keeps_following(tmp_path: Path) -> None:
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     try:
-        _wait(lambda: bool(daemon._files))
+        wait_until(lambda: bool(daemon._files))
         assert [j.name for j in daemon.jails] == ["probes"]
         _config(tmp_path, with_4xx=True)
         daemon.request_reload()
-        _wait(lambda: [j.name for j in daemon.jails] == ["probes", "four"])
+        wait_until(lambda: [j.name for j in daemon.jails] == ["probes", "four"])
         with (tmp_path / "access.log").open("a") as handle:
             for n in range(3):
                 handle.write(MISSING.format(ip="203.0.113.90", date=_date(), n=n))
-        _wait(lambda: daemon.metrics.bans["four"] == 1)
+        wait_until(lambda: daemon.metrics.bans["four"] == 1)
         # A broken configuration on reload keeps the running one.
         config.write_text("[jails.x]\nfilter = 1\n")
         daemon.request_reload()
@@ -110,7 +102,9 @@ def test_json_logs_and_sigterm(tmp_path: Path) -> None:
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
-        _wait(lambda: (tmp_path / "state" / "status.json").exists() or process.poll() is not None)
+        wait_until(
+            lambda: (tmp_path / "state" / "status.json").exists() or process.poll() is not None
+        )
         time.sleep(0.5)
     finally:
         process.send_signal(signal.SIGTERM)
