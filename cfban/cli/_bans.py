@@ -61,6 +61,13 @@ def _bantime(value: str | None) -> int | None:
         raise typer.BadParameter(str(exc), param_hint="--bantime") from None
 
 
+def _hand_over(ctx: typer.Context, service: BanService) -> None:
+    """Make sure a background ``cfban deliver --linger`` sends what was just committed."""
+    from cfban.hook import ensure_deliverer
+
+    ensure_deliverer(service.settings.resolved_state_dir, app_context(ctx).config_path)
+
+
 def _delivery_problem(report: DeliveryReport | None) -> str | None:
     if report is None:
         return None
@@ -96,10 +103,24 @@ def ban(
         str | None,
         typer.Option("--bantime", "-t", help="Seconds or 10m/1h/1d; -1 = permanent."),
     ] = None,
+    background: Annotated[
+        bool,
+        typer.Option(
+            "--background",
+            help="Commit and return at once; a background cfban delivers (fail2ban's hook).",
+        ),
+    ] = False,
 ) -> None:
     seconds = _bantime(bantime)
     with _service(ctx, quick=True) as service:
-        result = service.ban(ip, jail=jail, bantime=seconds)
+        result = service.ban(ip, jail=jail, bantime=seconds, deliver=not background)
+        if background:
+            _hand_over(ctx, service)
+            typer.echo(
+                f"banned {result.target} (jail {result.jail}): queued; "
+                "a background cfban delivers it"
+            )
+            return
         subject = result.address
         if result.target != result.address:
             subject += f" as {result.target}"
@@ -134,9 +155,20 @@ def unban(
     ctx: typer.Context,
     ip: Annotated[str, typer.Argument(help="The address (or target) to unban.")],
     jail: Annotated[str | None, typer.Option("--jail", "-j", help="Only this jail.")] = None,
+    background: Annotated[
+        bool,
+        typer.Option(
+            "--background",
+            help="Commit and return at once; a background cfban delivers (fail2ban's hook).",
+        ),
+    ] = False,
 ) -> None:
     with _service(ctx, quick=True) as service:
-        result = service.unban(ip, jail=jail)
+        result = service.unban(ip, jail=jail, deliver=not background)
+        if background:
+            _hand_over(ctx, service)
+            typer.echo(f"unbanned {result.target}: queued; a background cfban delivers it")
+            return
         jails = f" (jails {', '.join(result.jails)})" if result.jails else ""
         if not result.queued:
             if jail is not None and not result.jails:
