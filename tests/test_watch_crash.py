@@ -54,7 +54,7 @@ from tests.cfemu._server import EmulatorServer
 
 TRIALS = 20
 MAXRETRY = 2
-BAN_LOG = re.compile(r"\bban (\S+) \((\S+)\) by jail crash\b")
+BAN_LOG = re.compile(r"\bban (\S+)(?: \(seen as (\S+)\))? by jail crash\b")
 ATTACK = '{ip} - - [{date}] "GET /.env HTTP/1.1" 404 153 "-" "curl/8"\n'
 NOISE = '{ip} - - [{date}] "GET / HTTP/1.1" 200 512 "-" "Mozilla/5.0"\n'
 
@@ -248,7 +248,8 @@ def _trial(seed: int, root: Path) -> dict[str, int]:
     decided: dict[str, int] = {}
     for text in outputs:
         for match in BAN_LOG.finditer(text):
-            decided[match.group(2)] = decided.get(match.group(2), 0) + 1
+            address = match.group(2) or match.group(1)
+            decided[address] = decided.get(address, 0) + 1
     assert decided and set(decided) <= set(plan.attackers)
     assert all(n == 1 for n in decided.values()), f"seed {seed}: a ban was decided twice"
     status = json.loads((state / "status.json").read_text())

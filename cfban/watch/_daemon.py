@@ -246,7 +246,8 @@ class Daemon:
                 service.store.db, self.clock.now(), holds, {str(path): lines[-1].cursor}
             )
             for hold in holds:
-                log.info("ban %s (%s) by jail %s", hold.target, hold.address, hold.jail)
+                seen = "" if hold.target == hold.address else f" (seen as {hold.address})"
+                log.info("ban %s%s by jail %s", hold.target, seen, hold.jail)
             if queued:
                 self._deliver_now.set()
             total += len(lines)
