@@ -23,6 +23,7 @@ from typing import Any
 from cfban.bans import BanService
 from cfban.clock import Clock, SystemClock
 from cfban.config import Settings
+from cfban.deliverer import LIST_BATCH
 from cfban.errors import CfbanError
 from cfban.realip import GuardStats, Resolver, load_ranges
 from cfban.state._cursors import Hold, commit_batch, load_cursors
@@ -264,11 +265,15 @@ class Daemon:
 
     def _deliver_loop(self) -> None:
         service = self._factory(self.settings)
+        batch_size = LIST_BATCH if self.settings.cloudflare.backend == "list" else None
         try:
             while True:
                 stopping = self._stop.is_set()
                 try:
-                    report = service.deliver(deadline=STOP_DEADLINE if stopping else ROUND_DEADLINE)
+                    report = service.deliver(
+                        deadline=STOP_DEADLINE if stopping else ROUND_DEADLINE,
+                        batch_size=batch_size,
+                    )
                 except CfbanError as exc:
                     self._last_error = str(exc)
                     log.error("delivery failed: %s", exc)
