@@ -8,12 +8,12 @@ looks once more, so a request committed by a hook that saw the lock taken is nev
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cfban.deliverlock import DelivererLock
 from cfban.errors import RefusedError
 from cfban.spool import done, is_request, read_entries, spool_dir
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = ".deliverer.lock"
 POLL = 0.05
 # The list backend writes a whole batch in one bulk operation that takes about a second to
 # complete, whatever its size; batches of the default 100 made a burst of 1,000 bans wait
@@ -88,29 +87,6 @@ def ingest_spool(service: BanService, report: LingerReport) -> int:
     return len(entries)
 
 
-class _Lock:
-    def __init__(self, service: BanService) -> None:
-        directory = spool_dir(service.settings.resolved_state_dir)
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = directory / LOCK_NAME
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
 def _pending(service: BanService) -> bool:
     directory = spool_dir(service.settings.resolved_state_dir)
     try:
@@ -132,7 +108,7 @@ def linger(service: BanService, seconds: float) -> LingerReport:
         StateError: the state database failed.
     """
     report = LingerReport()
-    lock = _Lock(service)
+    lock = DelivererLock(service.settings.resolved_state_dir)
     if not lock.acquire():
         report.another_running = True
         return report

@@ -11,7 +11,6 @@ cannot read) is left to the full command, which gives the proper error.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sys
 import time
@@ -20,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cfban.deliverlock import DelivererLock
 from cfban.errors import CfbanError
 from cfban.paths import DEFAULT_CONFIG_PATH, default_state_dir
 
 DEFAULT_BANTIME = 600
 LINGER = 5.0
-LOCK_NAME = ".deliverer.lock"
-SPOOL_DIR = "spool"  # cfban.spool.SPOOL_DIR, not imported: the hook does not read the spool
 
 
 @dataclass(frozen=True)
@@ -147,15 +145,8 @@ def ensure_deliverer(state_dir: Path, config: Path | None) -> bool:
     A running deliverer holds ``spool/.deliverer.lock`` and checks the queue once more after
     letting it go, so what was committed before this check is never left behind.
     """
-    directory = state_dir / SPOOL_DIR
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if DelivererLock(state_dir).held_elsewhere():
         return False
-    finally:
-        os.close(fd)
     import subprocess  # only when a deliverer has to be started: most calls find one running
 
     command = [sys.executable, "-m", "cfban"]

@@ -38,9 +38,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cfban.deliverlock import SPOOL_DIR
+
 log = logging.getLogger(__name__)
 
-SPOOL_DIR = "spool"
 VERSION = 1
 JOURNAL = ".jsonl"
 TAKEN = ".jsonl.taken"
