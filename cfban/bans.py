@@ -360,14 +360,15 @@ class BanService:
     def _log_checks(self) -> list[tuple[str, bool, str]]:
         """nginx real-IP sanity, from the last lines of every configured log."""
         from cfban.realip import NetworkSet, load_ranges
-        from cfban.realip._logcheck import inspect_log, log_files
+        from cfban.realip._logcheck import inspect_log
+        from cfban.tailer import expand_logpaths
 
         settings = self.settings
         ranges = load_ranges(settings)
         trusted = NetworkSet([*ranges.networks.networks, *settings.realip.trusted_proxies])
         patterns = [p for jail in settings.jails.values() if jail.enabled for p in jail.logpath]
         checks: list[tuple[str, bool, str]] = []
-        for path in log_files(patterns):
+        for path in expand_logpaths(patterns):
             findings = inspect_log(path, ranges.networks, trusted)
             problems = findings.problems()
             detail = "; ".join(problems) or f"last {findings.lines} lines name real clients"

@@ -23,6 +23,7 @@ on inotify events (watchdog) and falls back to polling.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import threading
@@ -38,6 +39,15 @@ MAX_LINE = 64 * 1024
 #: Seconds a replaced file stays open to catch lines its writer appends before reopening.
 RETIRE_GRACE = 5.0
 _CHUNK = 1 << 16
+
+
+def expand_logpaths(patterns: Iterable[str]) -> list[Path]:
+    """The files ``logpath`` patterns name now: globs expanded, plain paths as given."""
+    found: set[Path] = set()
+    for pattern in patterns:
+        names = glob.glob(pattern) if glob.has_magic(pattern) else [pattern]
+        found.update(Path(name) for name in names)
+    return sorted(found)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from cfban.bans import BanService
     from cfban.delivery import DeliveryReport
 
+_Background = Annotated[
+    bool,
+    typer.Option(
+        "--background",
+        help="Commit and return at once; a background cfban delivers (fail2ban's hook).",
+    ),
+]
+
 DRY_RUN_NOTICE = "dry run: no API token configured; Cloudflare calls are printed, not made"
 
 
@@ -103,13 +111,7 @@ def ban(
         str | None,
         typer.Option("--bantime", "-t", help="Seconds or 10m/1h/1d; -1 = permanent."),
     ] = None,
-    background: Annotated[
-        bool,
-        typer.Option(
-            "--background",
-            help="Commit and return at once; a background cfban delivers (fail2ban's hook).",
-        ),
-    ] = False,
+    background: _Background = False,
 ) -> None:
     seconds = _bantime(bantime)
     with _service(ctx, quick=True) as service:
@@ -155,13 +157,7 @@ def unban(
     ctx: typer.Context,
     ip: Annotated[str, typer.Argument(help="The address (or target) to unban.")],
     jail: Annotated[str | None, typer.Option("--jail", "-j", help="Only this jail.")] = None,
-    background: Annotated[
-        bool,
-        typer.Option(
-            "--background",
-            help="Commit and return at once; a background cfban delivers (fail2ban's hook).",
-        ),
-    ] = False,
+    background: _Background = False,
 ) -> None:
     with _service(ctx, quick=True) as service:
         result = service.unban(ip, jail=jail, deliver=not background)

@@ -10,10 +10,8 @@ Reads the last lines of each configured log and counts two symptoms:
 
 from __future__ import annotations
 
-import glob
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,12 +86,3 @@ def inspect_log(path: Path, cloudflare: NetworkSet, trusted: NetworkSet) -> LogF
         if peer is not None and header not in ("", "-") and not trusted.contains(peer):
             findings.direct_with_header += 1
     return findings
-
-
-def log_files(patterns: Iterable[str]) -> list[Path]:
-    """The files the ``logpath`` patterns name now."""
-    found: set[Path] = set()
-    for pattern in patterns:
-        names = glob.glob(pattern) if glob.has_magic(pattern) else [pattern]
-        found.update(Path(name) for name in names)
-    return sorted(found)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from cfban.fail2ban._api import load_filter
 from cfban.fail2ban._matcher import LineMatcher
 from cfban.jail import Jail
 from cfban.realip import BanGuard, CloudflareRanges, GuardStats
+from cfban.tailer import expand_logpaths
 
 
 @dataclass
@@ -27,13 +27,7 @@ class JailRuntime:
 
     def paths(self) -> set[Path]:
         """The files the jail's ``logpath`` patterns name now (globs expanded)."""
-        found: set[Path] = set()
-        for pattern in self.logpaths:
-            if glob.has_magic(pattern):
-                found.update(Path(p) for p in glob.glob(pattern))
-            else:
-                found.add(Path(pattern))
-        return found
+        return set(expand_logpaths(self.logpaths))
 
 
 def build_jails(
