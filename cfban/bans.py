@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from cfban.clock import Clock, SystemClock
 from cfban.config import Settings
+from cfban.durations import DEFAULT_BANTIME
 from cfban.state import BanView, StateStore, later
 from cfban.targets import BanTarget, ban_target, unban_target
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["BanResult", "BanService", "SyncReport", "UnbanResult", "unban_target"]
 
 MANUAL_JAIL = "manual"
-DEFAULT_BANTIME = 600
 
 Writer = Callable[[str], None]
 

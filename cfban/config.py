@@ -37,7 +37,7 @@ from pydantic import (
     field_validator,
 )
 
-from cfban.durations import parse_duration
+from cfban.durations import DEFAULT_BANTIME, parse_duration
 from cfban.errors import ConfigError
 from cfban.paths import DEFAULT_CONFIG_PATH, default_state_dir
 
@@ -106,7 +106,7 @@ class JailSettings(_Model):
     logpath: list[str] = Field(default_factory=list)
     maxretry: int = Field(default=5, ge=1)
     findtime: Duration = 600
-    bantime: Duration = 600
+    bantime: Duration = DEFAULT_BANTIME
     ignoreip: Annotated[list[str], BeforeValidator(_check_networks)] = Field(default_factory=list)
     bantime_factor: float = Field(default=1.0, ge=1.0)
     bantime_maxtime: Duration | None = None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+#: fail2ban's default bantime (10 minutes), for a jail or a ban that names none.
+DEFAULT_BANTIME = 600
+
 _UNITS: dict[str, float] = {
     "s": 1, "sec": 1, "second": 1, "seconds": 1,
     "m": 60, "mm": 60, "min": 60, "minute": 60, "minutes": 60,

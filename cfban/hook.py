@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from cfban.deliverlock import DelivererLock
+from cfban.durations import DEFAULT_BANTIME, parse_duration
 from cfban.errors import CfbanError
 from cfban.paths import DEFAULT_CONFIG_PATH, default_state_dir
 
-DEFAULT_BANTIME = 600
 LINGER = 5.0
 
 
@@ -105,8 +105,6 @@ def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
 
 def load_hook_settings(request: HookRequest, env: dict[str, str]) -> HookSettings | None:
     """The hook's settings, or ``None`` to let the full command read (and judge) the file."""
-    from cfban.durations import parse_duration
-
     path = request.config or (Path(env["CFBAN_CONFIG"]) if env.get("CFBAN_CONFIG") else None)
     explicit = path is not None
     path = path or DEFAULT_CONFIG_PATH
@@ -176,7 +174,6 @@ def run(request: HookRequest, settings: HookSettings, out: Any = sys.stdout) -> 
         CfbanError: the address is refused or the state cannot be written.
     """
     from cfban.clock import SystemClock
-    from cfban.durations import parse_duration
     from cfban.realip._guards import BanGuard
     from cfban.realip._ranges import load_ranges_at
     from cfban.state import StateStore
