@@ -228,3 +228,13 @@ def test_concurrent_writers_wait_instead_of_failing(tmp_path: Path) -> None:
     assert errors == []
     with _open(tmp_path) as store:
         assert len(store.bans()) == 240 and store.depth() == {"add": 240, "remove": 0}
+
+
+def test_oldest_queued_at(tmp_path: Path) -> None:
+    clock = FakeClock(start=1000.0)
+    store = _open(tmp_path, clock)
+    assert store.oldest_queued_at() is None
+    store.hold(address="203.0.113.1", target="203.0.113.1", jail="j", expires_at=5000.0)
+    clock.advance(10)
+    store.hold(address="203.0.113.2", target="203.0.113.2", jail="j", expires_at=5000.0)
+    assert store.oldest_queued_at() == 1000.0

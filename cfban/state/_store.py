@@ -245,6 +245,12 @@ class StateStore:
             counts[row["op"]] = int(row["n"])
         return counts
 
+    def oldest_queued_at(self) -> float | None:
+        """When the oldest queued operation was queued; None when nothing is queued."""
+        rows = self.db.read("SELECT MIN(created_at) AS oldest FROM outbox")
+        oldest = rows[0]["oldest"] if rows else None
+        return None if oldest is None else float(oldest)
+
     def due_count(self, op: OpKind | None = None) -> int:
         """Operations due now."""
         rows = self.db.read(

@@ -24,7 +24,9 @@ from cfban.bans import BanService
 from cfban.clock import Clock, SystemClock
 from cfban.config import Settings
 from cfban.deliverer import LIST_BATCH
+from cfban.delivery import DeliveryReport
 from cfban.errors import CfbanError
+from cfban.jail import BanDecision
 from cfban.realip import GuardStats, Resolver, load_ranges
 from cfban.state._cursors import Hold, commit_batch, load_cursors
 from cfban.tailer import Cursor, Follower, Watcher
@@ -254,7 +256,7 @@ class Daemon:
             total += len(lines)
         return total
 
-    def _hold(self, decision: Any) -> Hold | None:
+    def _hold(self, decision: BanDecision) -> Hold | None:
         expires = decision.expires_at
         if expires is not None and expires <= self.clock.now():
             return None  # a ban from an old log line that would already have ended
@@ -288,7 +290,7 @@ class Daemon:
         finally:
             service.close()
 
-    def _account(self, report: Any) -> None:
+    def _account(self, report: DeliveryReport) -> None:
         if report.added or report.removed:
             self.metrics.api_batches += 1
         self.metrics.delivered += len(report.added)
@@ -302,10 +304,9 @@ class Daemon:
 
     def _refresh_queue(self, service: BanService) -> None:
         depth = service.queue_depth()
-        self.metrics.queue_add = depth.get("add", 0)
-        self.metrics.queue_remove = depth.get("remove", 0)
-        pending = service.store.outbox()
-        self._oldest_queued = min((op.created_at for op in pending), default=None)
+        self.metrics.queue_add = depth["add"]
+        self.metrics.queue_remove = depth["remove"]
+        self._oldest_queued = service.store.oldest_queued_at()
 
     # -- status -------------------------------------------------------------------------------
 
