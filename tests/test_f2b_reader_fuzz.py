@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from cfban.errors import FilterError
-from cfban.fail2ban._loader import load_definition
 from tests.conftest import require_path, require_program
+from tests.support.f2bdump import as_dump
 
 pytestmark = pytest.mark.real
 
@@ -129,20 +129,9 @@ def write_filter(rng: random.Random, directory: Path, name: str) -> str:
 
 def cfban_result(spec: str, root: Path) -> dict[str, Any]:
     try:
-        definition = load_definition(spec, search_path=[root])
+        return as_dump(spec, root)
     except FilterError as error:
         return {"error": str(error)}
-    mine: dict[str, Any] = {
-        "failregex": [r.text for r in definition.failregex],
-        "ignoreregex": [r.text for r in definition.ignoreregex],
-    }
-    if definition.prefregex is not None:
-        mine["prefregex"] = definition.prefregex.text
-    if definition.datepattern is not None:
-        mine["datepattern"] = definition.datepattern
-    if "maxlines" in definition.options:
-        mine["maxlines"] = definition.maxlines
-    return {k: v for k, v in mine.items() if v != []}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 4, 17])

@@ -20,6 +20,7 @@ import pytest
 from cfban._resources import filters_dir
 from cfban.fail2ban._loader import load_definition
 from tests.conftest import require_path, require_program
+from tests.support.f2bdump import as_dump
 
 pytestmark = pytest.mark.real
 
@@ -167,21 +168,6 @@ def fail2ban_dump(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
     resolved = {spec: by_jail[f"j{i}"] for i, spec in enumerate(specs)}
     resolved.update({name: by_jail[name] for name in JAIL_OPTIONS})
     return root, resolved
-
-
-def as_dump(spec: str, root: Path, jail: dict[str, str] | None = None) -> dict[str, Any]:
-    definition = load_definition(spec, search_path=[root], jail_options=jail)
-    mine: dict[str, Any] = {
-        "failregex": [r.text for r in definition.failregex],
-        "ignoreregex": [r.text for r in definition.ignoreregex],
-    }
-    if definition.prefregex is not None:
-        mine["prefregex"] = definition.prefregex.text
-    if definition.datepattern is not None:
-        mine["datepattern"] = definition.datepattern
-    if "maxlines" in definition.options:
-        mine["maxlines"] = definition.maxlines
-    return {k: v for k, v in mine.items() if v != []}
 
 
 def test_every_stock_filter_loads() -> None:
