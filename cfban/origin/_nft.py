@@ -1,0 +1,294 @@
+"""nftables: cfban's own table, rendered, applied, refreshed, read back and removed.
+
+The lock is one table, ``table inet cfban``, and nothing else of the host's ruleset is read
+or written::
+
+    table inet cfban {
+        set allowed_v4 { type ipv4_addr; flags interval; elements = { ... } }
+        set allowed_v6 { type ipv6_addr; flags interval; elements = { ... } }
+        chain input {
+            type filter hook input priority filter - 10; policy accept;
+            iifname "lo" accept
+            ct state established,related accept
+            ip saddr @allowed_v4 accept
+            ip6 saddr @allowed_v6 accept
+            tcp dport { 80, 443 } counter drop
+        }
+    }
+
+Only TCP to the configured ports is ever dropped; every other port (SSH included), every
+other protocol, loopback and established connections go on to the host's own rules. The
+``accept`` verdicts end this chain only: a packet still meets every other base chain of the
+input hook, so the table never opens what another firewall closes. It runs before the usual
+``filter`` priority so that a broad accept elsewhere cannot let a direct visitor in.
+
+Every change is one ``nft -f`` transaction, all or nothing: the lock declares the table,
+deletes it and defines it again (the same result however often it runs); a refresh flushes
+and refills the two sets, leaving the chain and established connections alone; the removal
+deletes the table and nothing else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cfban.errors import FirewallError
+from cfban.origin._allowlist import AllowList
+
+__all__ = [
+    "CHAIN",
+    "SET_V4",
+    "SET_V6",
+    "TABLE",
+    "LiveLock",
+    "Nft",
+    "find_nft",
+    "parse_live",
+    "render_refresh",
+    "render_removal",
+    "render_ruleset",
+]
+
+TABLE = "cfban"
+FAMILY = "inet"
+SET_V4 = "allowed_v4"
+SET_V6 = "allowed_v6"
+CHAIN = "input"
+PRIORITY = "filter - 10"
+_SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
+_TIMEOUT = 30.0
+
+
+def _elements(cidrs: Sequence[str]) -> str:
+    return ", ".join(cidrs)
+
+
+def _ports(ports: Sequence[int]) -> str:
+    return "{ " + ", ".join(str(p) for p in sorted(set(ports))) + " }"
+
+
+def _set(name: str, kind: str, cidrs: Sequence[str]) -> list[str]:
+    return [
+        f"\tset {name} {{",
+        f"\t\ttype {kind}",
+        "\t\tflags interval",
+        f"\t\telements = {{ {_elements(cidrs)} }}",
+        "\t}",
+    ]
+
+
+def render_ruleset(allow: AllowList, ports: Sequence[int]) -> str:
+    """The whole lock as an ``nft -f`` file: (re)create cfban's table, nothing else."""
+    lines = [
+        "# cfban origin lock: new TCP connections to the web ports only from Cloudflare's",
+        "# ranges and [origin] allow; `cfban origin unlock` removes it. The ranges are",
+        f"# {allow.source}.",
+        f"table {FAMILY} {TABLE}",
+        f"delete table {FAMILY} {TABLE}",
+        f"table {FAMILY} {TABLE} {{",
+        '\tcomment "cfban origin lock; remove with: cfban origin unlock"',
+        *_set(SET_V4, "ipv4_addr", allow.ipv4),
+        "",
+        *_set(SET_V6, "ipv6_addr", allow.ipv6),
+        "",
+        f"\tchain {CHAIN} {{",
+        f"\t\ttype filter hook input priority {PRIORITY}; policy accept;",
+        '\t\tiifname "lo" accept',
+        "\t\tct state established,related accept",
+        f"\t\tip saddr @{SET_V4} accept",
+        f"\t\tip6 saddr @{SET_V6} accept",
+        f"\t\ttcp dport {_ports(ports)} counter drop",
+        "\t}",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_refresh(allow: AllowList) -> str:
+    """New elements for both sets, in one transaction; the chain stays as it is."""
+    lines = [f"# cfban origin refresh ({allow.source})"]
+    for name, cidrs in ((SET_V4, allow.ipv4), (SET_V6, allow.ipv6)):
+        lines.append(f"flush set {FAMILY} {TABLE} {name}")
+        lines.append(f"add element {FAMILY} {TABLE} {name} {{ {_elements(cidrs)} }}")
+    return "\n".join(lines) + "\n"
+
+
+def render_removal() -> str:
+    """Delete cfban's table; declaring it first makes this a no-op when it is absent."""
+    return f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n"
+
+
+@dataclass(frozen=True)
+class LiveLock:
+    """cfban's table as the kernel has it: the set elements and the ports it guards."""
+
+    ipv4: tuple[str, ...]
+    ipv6: tuple[str, ...]
+    ports: tuple[int, ...]
+    hooked: bool
+
+    def matches(self, allow: AllowList, ports: Sequence[int]) -> bool:
+        return (
+            self.hooked
+            and set(self.ipv4) == set(allow.ipv4)
+            and set(self.ipv6) == set(allow.ipv6)
+            and set(self.ports) == set(ports)
+        )
+
+
+def _element(value: Any) -> list[str]:
+    """One set element of ``nft -j`` output as CIDRs (address, prefix or range)."""
+    if isinstance(value, dict) and "elem" in value:
+        return _element(value["elem"].get("val"))
+    if isinstance(value, str):
+        return [str(ipaddress.ip_network(value))]
+    if isinstance(value, dict) and "prefix" in value:
+        prefix = value["prefix"]
+        return [str(ipaddress.ip_network(f"{prefix['addr']}/{prefix['len']}"))]
+    if isinstance(value, dict) and "range" in value:
+        low, high = (ipaddress.ip_address(v) for v in value["range"])
+        return [str(n) for n in ipaddress.summarize_address_range(low, high)]
+    raise ValueError(f"unexpected set element {value!r}")
+
+
+def _dports(expr: list[Any]) -> tuple[int, ...]:
+    for item in expr:
+        match = item.get("match") if isinstance(item, dict) else None
+        if not isinstance(match, dict):
+            continue
+        left = match.get("left", {})
+        if left.get("payload", {}).get("field") != "dport":
+            continue
+        right = match.get("right")
+        if isinstance(right, int):
+            return (right,)
+        if isinstance(right, dict) and isinstance(right.get("set"), list):
+            return tuple(p for p in right["set"] if isinstance(p, int))
+    return ()
+
+
+def parse_live(document: dict[str, Any]) -> LiveLock:
+    """Read cfban's table out of ``nft -j list table inet cfban``.
+
+    Raises:
+        ValueError: the document is not nftables' JSON shape.
+    """
+    ipv4: list[str] = []
+    ipv6: list[str] = []
+    ports: tuple[int, ...] = ()
+    hooked = False
+    for entry in document["nftables"]:
+        if "set" in entry:
+            found = entry["set"]
+            cidrs = [c for v in found.get("elem", []) for c in _element(v)]
+            if found.get("name") == SET_V4:
+                ipv4 = cidrs
+            elif found.get("name") == SET_V6:
+                ipv6 = cidrs
+        elif "chain" in entry:
+            chain = entry["chain"]
+            hooked = hooked or (chain.get("name") == CHAIN and chain.get("hook") == "input")
+        elif "rule" in entry:
+            expr = entry["rule"].get("expr", [])
+            if any(isinstance(e, dict) and "drop" in e for e in expr):
+                ports = _dports(expr) or ports
+    return LiveLock(tuple(ipv4), tuple(ipv6), ports, hooked and bool(ports))
+
+
+def find_nft() -> str | None:
+    """The ``nft`` program (also looked for in the sbin directories a user's PATH may lack)."""
+    found = shutil.which("nft")
+    if found:
+        return found
+    return next((str(Path(d) / "nft") for d in _SBIN if (Path(d) / "nft").exists()), None)
+
+
+class Nft:
+    """The ``nft`` program, fed rulesets on stdin."""
+
+    def __init__(self, program: str | None = None) -> None:
+        found = program or find_nft()
+        if found is None:
+            raise FirewallError(
+                "the nft program is not installed",
+                hint="install nftables (Debian: apt-get install nftables), or pick another "
+                "[origin] firewall",
+            )
+        self.program = found
+
+    def _run(self, args: list[str], text: str | None = None) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                [self.program, *args],
+                input=text,
+                capture_output=True,
+                text=True,
+                timeout=_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise FirewallError(f"cannot run {self.program}: {exc}") from None
+
+    @staticmethod
+    def _failure(what: str, proc: subprocess.CompletedProcess[str]) -> FirewallError:
+        detail = (proc.stderr or proc.stdout).strip().replace("\n", " | ")
+        hint = None
+        if "Operation not permitted" in detail or "Permission denied" in detail:
+            hint = "run it as root or with CAP_NET_ADMIN"
+        return FirewallError(f"nft refused to {what}: {detail}", hint=hint)
+
+    def apply(self, text: str, what: str = "apply the ruleset") -> None:
+        """Load ``text`` in one transaction.
+
+        Raises:
+            FirewallError: nft refused it; nothing was changed.
+        """
+        proc = self._run(["-f", "-"], text)
+        if proc.returncode != 0:
+            raise self._failure(what, proc)
+
+    def validate(self, text: str) -> None:
+        """Check ``text`` without loading it (``nft -c``).
+
+        Raises:
+            FirewallError: nft found an error.
+        """
+        proc = self._run(["-c", "-f", "-"], text)
+        if proc.returncode != 0:
+            raise self._failure("accept the ruleset", proc)
+
+    def list_table(self) -> str | None:
+        """``nft list table inet cfban`` as text; None when the table does not exist.
+
+        Raises:
+            FirewallError: the ruleset cannot be read (e.g. not root).
+        """
+        proc = self._run(["list", "table", FAMILY, TABLE])
+        if proc.returncode == 0:
+            return proc.stdout
+        if "No such file or directory" in proc.stderr:
+            return None
+        raise self._failure("list the ruleset", proc)
+
+    def live(self) -> LiveLock | None:
+        """cfban's table as the kernel has it; None when no lock is applied.
+
+        Raises:
+            FirewallError: the ruleset cannot be read or understood.
+        """
+        proc = self._run(["-j", "list", "table", FAMILY, TABLE])
+        if proc.returncode != 0:
+            if "No such file or directory" in proc.stderr:
+                return None
+            raise self._failure("list the ruleset", proc)
+        try:
+            return parse_live(json.loads(proc.stdout))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise FirewallError(f"cannot read nft's JSON listing of cfban's table: {exc}") from None
