@@ -69,11 +69,11 @@ def _parse(values: Iterable[str], what: str) -> list[Net]:
             net = ipaddress.ip_network(value.strip(), strict=False)
         except ValueError:
             raise FirewallError(
-                f"{what} lists {value!r}, which is not an IP address or CIDR network"
+                f"{value!r} in {what} is not an IP address or CIDR network"
             ) from None
         if net.prefixlen < _WIDEST[net.version]:
             raise FirewallError(
-                f"{what} lists {net}, wider than a /{_WIDEST[net.version]}: "
+                f"{value.strip()} in {what} is wider than a /{_WIDEST[net.version]}: "
                 "a lock that lets that much in locks nothing",
                 hint="list narrower networks",
             )

@@ -64,7 +64,8 @@ class NetLab:
     origin: str = ""
     clients: dict[str, Client] = field(default_factory=dict)
     _namespaces: list[str] = field(default_factory=list)
-    _processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    # What was started here, with the signal that stops it (nginx: graceful QUIT).
+    _processes: list[tuple[subprocess.Popen[str], int]] = field(default_factory=list)
 
     def add_namespace(self, name: str) -> str:
         netns = f"{self.prefix}-{name}"
@@ -104,14 +105,13 @@ class NetLab:
         conf.write_text(text)
         cmd = ["ip", "netns", "exec", self.origin, nginx, "-p", str(prefix), "-c", str(conf)]
         run(*cmd, "-t")
-        self._processes.append(
-            subprocess.Popen(
-                [*cmd, "-g", "daemon off;"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
+        nginx_proc = subprocess.Popen(
+            [*cmd, "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
+        self._processes.append((nginx_proc, signal.SIGQUIT))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             listening = self.exec(self.origin, "ss", "-Htln", "sport = :80", check=False)
@@ -137,13 +137,13 @@ class NetLab:
              client.origin_address, "80"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        self._processes.append(proc)
+        self._processes.append((proc, signal.SIGTERM))
         return KeptOpen(proc)
 
     def close(self) -> None:
-        for proc in self._processes:
+        for proc, stop in self._processes:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGQUIT if proc.stdin is None else signal.SIGTERM)
+                proc.send_signal(stop)
                 try:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
