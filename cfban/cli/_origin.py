@@ -45,6 +45,7 @@ ruleset is touched. --dry-run prints what would be applied and changes nothing.
 Examples:
   cfban origin lock --dry-run > lock.nft && nft -c -f lock.nft
   cfban origin lock
+  cfban origin lock --fetch                              # at boot: fresh ranges first
   cfban origin lock --firewall firewalld                 # writes /etc/firewalld/..., reloads
   cfban origin lock --firewall urltable --output /srv/www/cloudflare.txt
 """
@@ -115,6 +116,16 @@ def _origin(
     return OriginLock(app_context(ctx).settings, firewall=firewall, output=output)
 
 
+def _fetch(origin: OriginLock) -> None:
+    from cfban.errors import CfbanError
+    from cfban.realip import refresh_ranges
+
+    try:
+        refresh_ranges(origin.settings)
+    except CfbanError as exc:
+        typer.echo(f"cfban: warning: {exc}; going on with the stored ranges", err=True)
+
+
 def _echo(lines: list[str]) -> None:
     for line in lines:
         typer.echo(line)
@@ -126,10 +137,20 @@ def lock(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be applied; change nothing.")
     ] = False,
+    fetch: Annotated[
+        bool,
+        typer.Option(
+            "--fetch",
+            help="Fetch and store Cloudflare's current ranges first (as `cfban ips --refresh`); "
+            "if that fails, go on with the stored ones (the age limit still applies).",
+        ),
+    ] = False,
     firewall: FirewallOption = None,
     output: OutputOption = None,
 ) -> None:
     origin = _origin(ctx, firewall, None if dry_run else output)
+    if fetch:
+        _fetch(origin)
     if dry_run:
         text = origin.render()
         if output is None:
