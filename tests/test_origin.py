@@ -138,6 +138,14 @@ table inet cfban {
 \t\tip6 saddr @allowed_v6 accept
 \t\ttcp dport { 80, 443 } counter drop
 \t}
+
+\tchain forward {
+\t\ttype filter hook forward priority filter - 10; policy accept;
+\t\tct state established,related accept
+\t\tip saddr @allowed_v4 accept
+\t\tip6 saddr @allowed_v6 accept
+\t\tct status dnat meta l4proto tcp ct original proto-dst { 80, 443 } counter drop
+\t}
 }
 """
 
@@ -183,16 +191,22 @@ def test_parse_live_reads_prefixes_addresses_and_ranges() -> None:
             {"set": {"name": "allowed_v6", "type": "ipv6_addr", "elem": [
                 {"prefix": {"addr": "2001:2::", "len": 48}}]}},
             {"chain": {"name": "input", "hook": "input", "prio": -10}},
-            {"rule": {"expr": [{"match": {"left": {"payload": {"protocol": "tcp",
-                "field": "dport"}}, "right": {"set": [80, 443]}}}, {"counter": {}},
-                {"drop": None}]}},
+            {"chain": {"name": "forward", "hook": "forward", "prio": -10}},
+            {"rule": {"chain": "input", "expr": [{"match": {"left": {"payload": {
+                "protocol": "tcp", "field": "dport"}}, "right": {"set": [80, 443]}}},
+                {"counter": {}}, {"drop": None}]}},
+            {"rule": {"chain": "forward", "expr": [{"match": {"left": {"ct": {
+                "key": "proto-dst", "dir": "original"}}, "right": {"set": [80, 443]}}},
+                {"counter": {}}, {"drop": None}]}},
         ]
     }  # fmt: skip
     live = parse_live(document)
     assert live.ipv4 == ("192.0.2.7/32", "10.9.0.0/16", "198.18.0.0/23")
-    assert live.ports == (80, 443) and live.hooked
+    assert live.guarded == {"input": (80, 443), "forward": (80, 443)} and live.hooked
     assert live.matches(allowlist(), [443, 80])
     assert not live.matches(allowlist(), [80])
+    document["nftables"].pop()  # a table without its forward rule is not the lock
+    assert not parse_live(document).hooked
 
 
 # ---- firewalld ---------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def lab(tmp_path: Path) -> Iterator[NetLab]:
         lab.add_client("cf", 1)
         lab.add_client("outside", 2)
         lab.add_client("new", 3)
-        lab.start_nginx(require_program("nginx"))
+        lab.start_nginx(require_program("nginx"), lab.origin)
         yield lab
     finally:
         lab.close()
@@ -171,3 +171,42 @@ def test_lock_refuses_stale_ranges_and_leaves_the_host_alone(lab: NetLab, tmp_pa
     assert "cfban ips --refresh" in refused.stderr
     assert lab.exec(lab.origin, "nft", "list", "ruleset").stdout == ""
     assert lab.http_status(lab.clients["outside"]) == "200"
+
+
+NAT = """\
+table ip lab_nat {
+\tchain prerouting {
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\ttcp dport 8080 dnat to 198.18.9.2:80
+\t}
+}
+"""
+
+
+def test_lock_covers_a_published_port_and_leaves_other_ports_alone(
+    lab: NetLab, tmp_path: Path
+) -> None:
+    """A "container" namespace behind the origin, its port 80 published as the origin's 8080
+    (DNAT, as podman's PublishPort does): the connections never reach the input hook."""
+    web = lab.add_client("web", 9)
+    lab.exec(web.netns, "ip", "route", "add", "default", "via", web.origin_address)
+    lab.exec(lab.origin, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    (tmp_path / "nat.nft").write_text(NAT)
+    lab.exec(lab.origin, "nft", "-f", str(tmp_path / "nat.nft"))
+    lab.start_nginx(require_program("nginx"), web.netns)
+    state = tmp_path / "state"
+    config = tmp_path / "cfban.toml"
+    config.write_text(f'state_dir = "{state}"\n[origin]\nports = [8080]\n')
+    write_ranges(state, ["198.18.1.0/24"])
+    cf, outside = lab.clients["cf"], lab.clients["outside"]
+    assert lab.http_status(outside, 8080) == "200"
+
+    locked = cfban(lab, config, "origin", "lock")
+    assert locked.returncode == 0, locked.stderr
+    assert lab.http_status(cf, 8080) == "200"
+    assert lab.http_status(outside, 8080) == "000"
+    assert lab.http_status(outside, 80) == "200"  # not a configured port: untouched
+
+    assert cfban(lab, config, "origin", "unlock").returncode == 0
+    assert lab.http_status(outside, 8080) == "200"
+    assert lab.exec(lab.origin, "nft", "list", "ruleset").stdout.startswith("table ip lab_nat")

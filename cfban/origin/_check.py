@@ -2,7 +2,9 @@
 
 Two facts decide it, both read from this host (this network namespace): which of the
 configured TCP ports listen on an address other than loopback (``/proc/net/tcp`` and
-``tcp6``), and whether cfban's lock is in place and matches the ranges in use. A port that
+``tcp6``), and whether cfban's lock is in place and matches the ranges in use. A port a
+container publishes (DNAT to another namespace) has no listener here, so without a lock it
+goes unseen; the lock itself covers it. A port that
 listens publicly with no lock in front of it accepts a connection from anybody, and a forged
 ``CF-Connecting-IP`` with it: that is a failure. An upstream lock (``firewall = "urltable"``)
 cannot be seen from here; the check then reports whether the list it fetches is current.
@@ -74,7 +76,12 @@ def _nftables(lock: OriginLock, listening: list[str]) -> Check:
         )
     if live is None:
         if not listening:
-            return (_NAME, True, f"not locked, but nothing listens on TCP {ports} here")
+            return (
+                _NAME,
+                True,
+                f"not locked, but nothing listens on TCP {ports} here (ports that containers "
+                "publish are not seen; `cfban origin lock` covers them too)",
+            )
         return (
             _NAME,
             False,

@@ -151,7 +151,7 @@ class OriginLock:
                     hint="apply it with `cfban origin lock`",
                 )
             allow = self.allowlist()
-            if live.hooked and set(live.ports) == set(self.ports):
+            if live.guards(self.ports):
                 nft.apply(_nft.render_refresh(allow), "refresh the origin lock's sets")
             else:
                 nft.apply(_nft.render_ruleset(allow, self.ports), "apply the origin lock")

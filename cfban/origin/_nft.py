@@ -14,10 +14,21 @@ or written::
             ip6 saddr @allowed_v6 accept
             tcp dport { 80, 443 } counter drop
         }
+        chain forward {
+            type filter hook forward priority filter - 10; policy accept;
+            ct state established,related accept
+            ip saddr @allowed_v4 accept
+            ip6 saddr @allowed_v6 accept
+            ct status dnat meta l4proto tcp ct original proto-dst { 80, 443 } counter drop
+        }
     }
 
 Only TCP to the configured ports is ever dropped; every other port (SSH included), every
 other protocol, loopback and established connections go on to the host's own rules. The
+``forward`` chain covers ports published by containers (podman's and Docker's
+``PublishPort``/``-p``): their connections are DNATed in prerouting and never reach
+``input``. It drops only connections that were DNATed and whose original destination port
+is a web port, so traffic this host merely routes is left alone. The
 ``accept`` verdicts end this chain only: a packet still meets every other base chain of the
 input hook, so the table never opens what another firewall closes. It runs before the usual
 ``filter`` priority so that a broad accept elsewhere cannot let a direct visitor in.
@@ -44,6 +55,7 @@ from cfban.origin._allowlist import AllowList
 
 __all__ = [
     "CHAIN",
+    "FORWARD",
     "SET_V4",
     "SET_V6",
     "TABLE",
@@ -61,6 +73,7 @@ FAMILY = "inet"
 SET_V4 = "allowed_v4"
 SET_V6 = "allowed_v6"
 CHAIN = "input"
+FORWARD = "forward"
 PRIORITY = "filter - 10"
 _SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 _TIMEOUT = 30.0
@@ -106,6 +119,14 @@ def render_ruleset(allow: AllowList, ports: Sequence[int]) -> str:
         f"\t\tip6 saddr @{SET_V6} accept",
         f"\t\ttcp dport {_ports(ports)} counter drop",
         "\t}",
+        "",
+        f"\tchain {FORWARD} {{",
+        f"\t\ttype filter hook forward priority {PRIORITY}; policy accept;",
+        "\t\tct state established,related accept",
+        f"\t\tip saddr @{SET_V4} accept",
+        f"\t\tip6 saddr @{SET_V6} accept",
+        f"\t\tct status dnat meta l4proto tcp ct original proto-dst {_ports(ports)} counter drop",
+        "\t}",
         "}",
     ]
     return "\n".join(lines) + "\n"
@@ -127,19 +148,32 @@ def render_removal() -> str:
 
 @dataclass(frozen=True)
 class LiveLock:
-    """cfban's table as the kernel has it: the set elements and the ports it guards."""
+    """cfban's table as the kernel has it: the set elements, and per hook the ports dropped."""
 
     ipv4: tuple[str, ...]
     ipv6: tuple[str, ...]
-    ports: tuple[int, ...]
-    hooked: bool
+    guarded: dict[str, tuple[int, ...]]
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """The ports the ``input`` chain guards."""
+        return self.guarded.get("input", ())
+
+    @property
+    def hooked(self) -> bool:
+        """Both chains are there, hooked, each with its drop rule."""
+        return set(self.guarded) == {"input", "forward"} and all(self.guarded.values())
+
+    def guards(self, ports: Sequence[int]) -> bool:
+        """Both chains are hooked and drop exactly ``ports``."""
+        return self.hooked and all(set(p) == set(ports) for p in self.guarded.values())
 
     def matches(self, allow: AllowList, ports: Sequence[int]) -> bool:
+        """The table is what :func:`render_ruleset` makes of ``allow`` and ``ports``."""
         return (
-            self.hooked
+            self.guards(ports)
             and set(self.ipv4) == set(allow.ipv4)
             and set(self.ipv6) == set(allow.ipv6)
-            and set(self.ports) == set(ports)
         )
 
 
@@ -159,12 +193,17 @@ def _element(value: Any) -> list[str]:
 
 
 def _dports(expr: list[Any]) -> tuple[int, ...]:
+    """The destination ports a rule matches (``tcp dport`` or ``ct original proto-dst``)."""
     for item in expr:
         match = item.get("match") if isinstance(item, dict) else None
         if not isinstance(match, dict):
             continue
         left = match.get("left", {})
-        if left.get("payload", {}).get("field") != "dport":
+        is_port = (
+            left.get("payload", {}).get("field") == "dport"
+            or left.get("ct", {}).get("key") == "proto-dst"
+        )
+        if not is_port:
             continue
         right = match.get("right")
         if isinstance(right, int):
@@ -178,12 +217,12 @@ def parse_live(document: dict[str, Any]) -> LiveLock:
     """Read cfban's table out of ``nft -j list table inet cfban``.
 
     Raises:
-        ValueError: the document is not nftables' JSON shape.
+        ValueError, KeyError, TypeError: the document is not nftables' JSON shape.
     """
     ipv4: list[str] = []
     ipv6: list[str] = []
-    ports: tuple[int, ...] = ()
-    hooked = False
+    hooks: dict[str, str] = {}
+    dropped: dict[str, tuple[int, ...]] = {}
     for entry in document["nftables"]:
         if "set" in entry:
             found = entry["set"]
@@ -192,14 +231,15 @@ def parse_live(document: dict[str, Any]) -> LiveLock:
                 ipv4 = cidrs
             elif found.get("name") == SET_V6:
                 ipv6 = cidrs
-        elif "chain" in entry:
-            chain = entry["chain"]
-            hooked = hooked or (chain.get("name") == CHAIN and chain.get("hook") == "input")
+        elif "chain" in entry and entry["chain"].get("hook"):
+            hooks[entry["chain"]["name"]] = entry["chain"]["hook"]
         elif "rule" in entry:
-            expr = entry["rule"].get("expr", [])
+            rule = entry["rule"]
+            expr = rule.get("expr", [])
             if any(isinstance(e, dict) and "drop" in e for e in expr):
-                ports = _dports(expr) or ports
-    return LiveLock(tuple(ipv4), tuple(ipv6), ports, hooked and bool(ports))
+                dropped[rule.get("chain", "")] = _dports(expr)
+    guarded = {hook: dropped.get(name, ()) for name, hook in hooks.items()}
+    return LiveLock(tuple(ipv4), tuple(ipv6), guarded)
 
 
 def find_nft() -> str | None:

@@ -92,9 +92,9 @@ class NetLab:
         self.clients[name] = client
         return client
 
-    def start_nginx(self, nginx: str) -> None:
-        """nginx in the origin namespace, listening on port 80 of every address."""
-        prefix = self.workdir / "nginx"
+    def start_nginx(self, nginx: str, netns: str) -> None:
+        """nginx in ``netns``, listening on port 80 of every address."""
+        prefix = self.workdir / f"nginx-{netns}"
         for sub in ("logs", "html", "tmp"):
             (prefix / sub).mkdir(parents=True, exist_ok=True)
         (prefix / "html" / "index.html").write_text("hello\n")
@@ -103,7 +103,7 @@ class NetLab:
             user="user root;\n", prefix=prefix, port=80, http_extra="", server_extra=""
         ).replace("listen 127.0.0.1:80;", "listen 80;")
         conf.write_text(text)
-        cmd = ["ip", "netns", "exec", self.origin, nginx, "-p", str(prefix), "-c", str(conf)]
+        cmd = ["ip", "netns", "exec", netns, nginx, "-p", str(prefix), "-c", str(conf)]
         run(*cmd, "-t")
         nginx_proc = subprocess.Popen(
             [*cmd, "-g", "daemon off;"],
@@ -114,18 +114,18 @@ class NetLab:
         self._processes.append((nginx_proc, signal.SIGQUIT))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            listening = self.exec(self.origin, "ss", "-Htln", "sport = :80", check=False)
+            listening = self.exec(netns, "ss", "-Htln", "sport = :80", check=False)
             if listening.stdout.strip():
                 return
             time.sleep(0.05)
-        raise AssertionError("nginx did not start listening in the origin namespace")
+        raise AssertionError(f"nginx did not start listening in {netns}")
 
-    def http_status(self, client: Client) -> str:
+    def http_status(self, client: Client, port: int = 80) -> str:
         """GET / from ``client`` to the origin: the HTTP status, or "000" when no connection."""
         proc = self.exec(
             client.netns,
             "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--noproxy", "*",
-            "--connect-timeout", "1", "--max-time", "3", f"http://{client.origin_address}/",
+            "--connect-timeout", "1", "--max-time", "3", f"http://{client.origin_address}:{port}/",
             check=False, timeout=10,
         )  # fmt: skip
         return proc.stdout.strip() or "000"
