@@ -5,8 +5,9 @@ Topology (every address from the benchmarking range 198.18.0.0/15, nothing else 
     cf       198.18.1.2 ──veth── 198.18.1.1 ┐
     outside  198.18.2.2 ──veth── 198.18.2.1 ├ origin: nginx on port 80, cfban's nft table
     new      198.18.3.2 ──veth── 198.18.3.1 ┘
+    (and 2001:2:N::2 ── 2001:2:N::1 on link N, from the IPv6 benchmarking range)
 
-cfban is handed 198.18.1.0/24 (and an IPv6 benchmarking prefix) as "Cloudflare's ranges" by
+cfban is handed 198.18.1.0/24 and 2001:2:1::/48 as "Cloudflare's ranges" by
 writing its ranges file into its state directory, exactly as ``cfban ips --refresh`` stores
 it. The namespaces are deleted at the end, also when a step fails.
 """
@@ -28,7 +29,7 @@ from tests.support.netlab import NetLab
 
 pytestmark = pytest.mark.real
 
-V6 = ["2001:2::/48"]
+V6 = ["2001:2:1::/48"]  # the "cf" link's 2001:2:1::/64, not the others'
 
 
 def _require_root() -> None:
@@ -95,6 +96,7 @@ def test_lock_refresh_unlock_in_namespaces(lab: NetLab, tmp_path: Path) -> None:
 
     # Open: everybody reaches nginx, and `cfban check` says so.
     assert [lab.http_status(c) for c in (cf, outside, new)] == ["200", "200", "200"]
+    assert lab.http_status(outside, ipv6=True) == "200"
     check = cfban(lab, config, "check")
     assert origin_line(check.stdout).startswith("FAIL  origin: open: 0.0.0.0:80"), check.stdout
     assert check.returncode == 1
@@ -122,6 +124,8 @@ def test_lock_refresh_unlock_in_namespaces(lab: NetLab, tmp_path: Path) -> None:
     assert lab.http_status(outside) == "000"
     assert time.monotonic() - started >= 0.9  # dropped, not refused
     assert lab.http_status(new) == "000"
+    assert lab.http_status(cf, ipv6=True) == "200"
+    assert lab.http_status(outside, ipv6=True) == "000"
     check = cfban(lab, config, "check")
     assert origin_line(check.stdout).startswith("ok    origin: closed: "), check.stdout
     status = cfban(lab, config, "origin", "status")
@@ -152,6 +156,7 @@ def test_lock_refresh_unlock_in_namespaces(lab: NetLab, tmp_path: Path) -> None:
     assert unlocked.returncode == 0, unlocked.stderr
     assert unlocked.stdout == "unlocked: nftables table inet cfban removed\n"
     assert [lab.http_status(c) for c in (cf, outside, new)] == ["200", "200", "200"]
+    assert lab.http_status(outside, ipv6=True) == "200"
     assert lab.exec(lab.origin, "nft", "list", "ruleset").stdout == ruleset_before
     assert cfban(lab, config, "origin", "unlock").stdout.startswith("no origin lock was applied")
 

@@ -53,6 +53,8 @@ class Client:
     netns: str
     address: str
     origin_address: str
+    address6: str
+    origin_address6: str
 
 
 @dataclass
@@ -78,7 +80,10 @@ class NetLab:
         return run("ip", "netns", "exec", netns, *args, **kwargs)  # type: ignore[arg-type]
 
     def add_client(self, name: str, subnet: int) -> Client:
-        """A namespace ``name`` on link 198.18.<subnet>.0/24: origin .1, client .2."""
+        """A namespace ``name`` on link 198.18.<subnet>.0/24 and 2001:2:<subnet>::/64.
+
+        The origin is .1 (::1) on the link, the client .2 (::2); both in benchmarking ranges.
+        """
         netns = self.add_namespace(name)
         here, there = f"o{subnet}-{os.getpid() % 10000}", f"c{subnet}-{os.getpid() % 10000}"
         run("ip", "link", "add", here, "netns", self.origin, "type", "veth", "peer", "name",
@@ -87,13 +92,17 @@ class NetLab:
         self.exec(self.origin, "ip", "addr", "add", f"{origin_address}/24", "dev", here)
         self.exec(self.origin, "ip", "link", "set", here, "up")
         self.exec(netns, "ip", "addr", "add", f"{address}/24", "dev", there)
+        origin_address6, address6 = f"2001:2:{subnet}::1", f"2001:2:{subnet}::2"
+        # nodad: usable at once, no duplicate address detection to wait for.
+        self.exec(self.origin, "ip", "addr", "add", f"{origin_address6}/64", "dev", here, "nodad")
+        self.exec(netns, "ip", "addr", "add", f"{address6}/64", "dev", there, "nodad")
         self.exec(netns, "ip", "link", "set", there, "up")
-        client = Client(netns, address, origin_address)
+        client = Client(netns, address, origin_address, address6, origin_address6)
         self.clients[name] = client
         return client
 
     def start_nginx(self, nginx: str, netns: str) -> None:
-        """nginx in ``netns``, listening on port 80 of every address."""
+        """nginx in ``netns``, listening on port 80 of every address, IPv4 and IPv6."""
         prefix = self.workdir / f"nginx-{netns}"
         for sub in ("logs", "html", "tmp"):
             (prefix / sub).mkdir(parents=True, exist_ok=True)
@@ -101,7 +110,7 @@ class NetLab:
         conf = prefix / "nginx.conf"
         text = HTTP_TEMPLATE.format(
             user="user root;\n", prefix=prefix, port=80, http_extra="", server_extra=""
-        ).replace("listen 127.0.0.1:80;", "listen 80;")
+        ).replace("listen 127.0.0.1:80;", "listen 80; listen [::]:80;")
         conf.write_text(text)
         cmd = ["ip", "netns", "exec", netns, nginx, "-p", str(prefix), "-c", str(conf)]
         run(*cmd, "-t")
@@ -120,12 +129,13 @@ class NetLab:
             time.sleep(0.05)
         raise AssertionError(f"nginx did not start listening in {netns}")
 
-    def http_status(self, client: Client, port: int = 80) -> str:
+    def http_status(self, client: Client, port: int = 80, *, ipv6: bool = False) -> str:
         """GET / from ``client`` to the origin: the HTTP status, or "000" when no connection."""
+        host = f"[{client.origin_address6}]" if ipv6 else client.origin_address
         proc = self.exec(
             client.netns,
             "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--noproxy", "*",
-            "--connect-timeout", "1", "--max-time", "3", f"http://{client.origin_address}:{port}/",
+            "--connect-timeout", "1", "--max-time", "3", f"http://{host}:{port}/",
             check=False, timeout=10,
         )  # fmt: skip
         return proc.stdout.strip() or "000"
