@@ -11,6 +11,7 @@ import ipaddress
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -268,7 +269,7 @@ def test_urltable_is_one_cidr_a_line() -> None:
 def _env(tmp: Path, monkeypatch: pytest.MonkeyPatch, config: str) -> Path:
     state = tmp / "state"
     state.mkdir()
-    data = {"fetched_at": NOW, "ipv4_cidrs": list(V4), "ipv6_cidrs": list(V6)}
+    data = {"fetched_at": time.time(), "ipv4_cidrs": list(V4), "ipv6_cidrs": list(V6)}
     (state / "cloudflare-ranges.json").write_text(json.dumps(data))
     (tmp / "cfban.toml").write_text(config)
     monkeypatch.setenv("CFBAN_STATE_DIR", str(state))
@@ -372,3 +373,31 @@ def test_every_origin_command_has_help_with_an_example(command: str) -> None:
     result = CliRunner().invoke(app, ["origin", command, "--help"])
     assert result.exit_code == 0
     assert "cfban origin" in result.output and "Example" in result.output
+
+
+def test_fetch_first_and_go_on_with_the_stored_ranges_when_it_fails(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, httpx_mock: HTTPXMock
+) -> None:
+    out = isolated_env / "list.txt"
+    state = _env(isolated_env, monkeypatch, f'[origin]\nfirewall = "urltable"\noutput = "{out}"\n')
+    stored = state / "cloudflare-ranges.json"
+    monkeypatch.setenv("CFBAN_API_URL", "http://127.0.0.1:9/client/v4")
+    runner = CliRunner()
+    httpx_mock.add_response(text="<html>challenge</html>")
+    kept = runner.invoke(app, ["origin", "lock", "--fetch"])
+    assert kept.exit_code == 0, kept.output
+    assert "cfban: warning: http://127.0.0.1:9/client/v4/ips answered HTTP 200" in kept.output
+    assert "going on with the stored ranges" in kept.output
+    assert out.read_text() == "198.18.0.0/23\n2001:2::/48\n"
+    # Stored ranges that are too old are refused even so.
+    stored.write_text(json.dumps({**json.loads(stored.read_text()), "fetched_at": 1.0}))
+    httpx_mock.add_response(text="<html>challenge</html>")
+    stale = runner.invoke(app, ["origin", "lock", "--fetch"])
+    assert stale.exit_code == 1 and "refusing to lock the origin with stale ranges" in str(
+        stale.exception or stale.output
+    )
+    answer = {"etag": "e", "ipv4_cidrs": ["104.16.0.0/13"], "ipv6_cidrs": ["2606:4700::/32"]}
+    httpx_mock.add_response(json={"success": True, "errors": [], "result": answer})
+    fetched = runner.invoke(app, ["origin", "lock", "--fetch"])
+    assert fetched.exit_code == 0, fetched.output
+    assert out.read_text() == "104.16.0.0/13\n2606:4700::/32\n"
