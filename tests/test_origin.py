@@ -311,6 +311,15 @@ def test_cli_dry_run_prints_and_changes_nothing(
     assert "tcp dport { 8443 } counter drop" in result.output
     fw = CliRunner().invoke(app, ["origin", "lock", "--dry-run", "--firewall", "firewalld"])
     assert '<port port="8443" protocol="tcp" />' in fw.output
+    into = isolated_env / "fw"
+    args = ["origin", "lock", "--dry-run", "--firewall", "firewalld", "--output", str(into)]
+    written = CliRunner().invoke(app, args)
+    assert written.exit_code == 0 and written.output.endswith("(nothing applied)\n")
+    assert sorted(str(p.relative_to(into)) for p in into.rglob("*.xml")) == [
+        "ipsets/cfban-v4.xml",
+        "ipsets/cfban-v6.xml",
+        "policies/cfban.xml",
+    ]
 
 
 # ---- the check, the CLI's edges -----------------------------------------------------------

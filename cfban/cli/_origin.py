@@ -93,7 +93,7 @@ OutputOption = Annotated[
         "-o",
         help="firewalld: the configuration directory (default /etc/firewalld); urltable: the "
         "list file (default <state_dir>/origin-allowlist.txt); with --dry-run: where to write "
-        "what would be applied. Default: [origin] output.",
+        "what would be applied (firewalld: a directory). Default: [origin] output.",
         show_default=False,
     ),
 ]
@@ -126,6 +126,22 @@ def _fetch(origin: OriginLock) -> None:
         typer.echo(f"cfban: warning: {exc}; going on with the stored ranges", err=True)
 
 
+def _dry_run(origin: OriginLock, output: Path | None) -> None:
+    """Print what would be applied, or write it to ``output`` (firewalld: a directory)."""
+    if output is None:
+        typer.echo(origin.render(), nl=False)
+        return
+    from cfban.origin import _firewalld, _urltable
+
+    if origin.firewall == "firewalld":
+        files = _firewalld.render_files(origin.allowlist(), origin.ports)
+        written = _firewalld.write_files(output, files)
+    else:
+        _urltable.write_file(output, origin.render())
+        written = [output]
+    typer.echo(f"wrote {', '.join(str(p) for p in written)} (nothing applied)")
+
+
 def _echo(lines: list[str]) -> None:
     for line in lines:
         typer.echo(line)
@@ -152,14 +168,7 @@ def lock(
     if fetch:
         _fetch(origin)
     if dry_run:
-        text = origin.render()
-        if output is None:
-            typer.echo(text, nl=False)
-        else:
-            from cfban.origin._urltable import write_file
-
-            write_file(output, text)
-            typer.echo(f"wrote {output} (nothing applied)")
+        _dry_run(origin, output)
         return
     if origin.firewall == "nftables" and output is not None:
         raise typer.BadParameter(
