@@ -131,13 +131,18 @@ table inet cfban {
 \t\telements = { 2001:2::/48 }
 \t}
 
+\tset web_ports {
+\t\ttype inet_service
+\t\telements = { 80, 443 }
+\t}
+
 \tchain input {
 \t\ttype filter hook input priority filter - 10; policy accept;
 \t\tiifname "lo" accept
 \t\tct state established,related accept
 \t\tip saddr @allowed_v4 accept
 \t\tip6 saddr @allowed_v6 accept
-\t\ttcp dport { 80, 443 } counter drop
+\t\ttcp dport @web_ports counter drop
 \t}
 
 \tchain forward {
@@ -145,7 +150,7 @@ table inet cfban {
 \t\tct state established,related accept
 \t\tip saddr @allowed_v4 accept
 \t\tip6 saddr @allowed_v6 accept
-\t\tct status dnat meta l4proto tcp ct original proto-dst { 80, 443 } counter drop
+\t\tct status dnat meta l4proto tcp ct original proto-dst @web_ports counter drop
 \t}
 }
 """
@@ -182,6 +187,9 @@ def test_nft_accepts_the_ruleset(tmp_path: Path) -> None:
 
 
 def test_parse_live_reads_prefixes_addresses_and_ranges() -> None:
+    port_match = {
+        "match": {"left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": "@web_ports"}
+    }
     document = {
         "nftables": [
             {"metainfo": {"version": "1.0.6"}},
@@ -191,19 +199,19 @@ def test_parse_live_reads_prefixes_addresses_and_ranges() -> None:
                 {"range": ["198.18.0.0", "198.18.1.255"]}]}},
             {"set": {"name": "allowed_v6", "type": "ipv6_addr", "elem": [
                 {"prefix": {"addr": "2001:2::", "len": 48}}]}},
+            {"set": {"name": "web_ports", "type": "inet_service", "elem": [80, 443]}},
             {"chain": {"name": "input", "hook": "input", "prio": -10}},
             {"chain": {"name": "forward", "hook": "forward", "prio": -10}},
-            {"rule": {"chain": "input", "expr": [{"match": {"left": {"payload": {
-                "protocol": "tcp", "field": "dport"}}, "right": {"set": [80, 443]}}},
-                {"counter": {}}, {"drop": None}]}},
-            {"rule": {"chain": "forward", "expr": [{"match": {"left": {"ct": {
-                "key": "proto-dst", "dir": "original"}}, "right": {"set": [80, 443]}}},
-                {"counter": {}}, {"drop": None}]}},
+            {"rule": {"chain": "input", "expr": [
+                {"match": {"left": {"meta": {"key": "iifname"}}, "right": "lo"}},
+                {"accept": None}]}},
+            {"rule": {"chain": "input", "expr": [port_match, {"counter": {}}, {"drop": None}]}},
+            {"rule": {"chain": "forward", "expr": [port_match, {"drop": None}]}},
         ]
     }  # fmt: skip
     live = parse_live(document)
     assert live.ipv4 == ("192.0.2.7/32", "10.9.0.0/16", "198.18.0.0/23")
-    assert live.guarded == {"input": (80, 443), "forward": (80, 443)} and live.hooked
+    assert live.ports == (80, 443) and live.hooked
     assert live.matches(allowlist(), [443, 80])
     assert not live.matches(allowlist(), [80])
     document["nftables"].pop()  # a table without its forward rule is not the lock
@@ -308,7 +316,7 @@ def test_cli_dry_run_prints_and_changes_nothing(
     result = CliRunner().invoke(app, ["origin", "lock", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "192.0.2.0/24, 198.18.0.0/23" in result.output
-    assert "tcp dport { 8443 } counter drop" in result.output
+    assert "type inet_service\n\t\telements = { 8443 }" in result.output
     fw = CliRunner().invoke(app, ["origin", "lock", "--dry-run", "--firewall", "firewalld"])
     assert '<port port="8443" protocol="tcp" />' in fw.output
     into = isolated_env / "fw"

@@ -106,7 +106,7 @@ def test_deploy_config_renders_a_ruleset_nft_accepts(tmp_path: Path) -> None:
     if "Operation not permitted" in checked.stderr:
         pytest.skip("nft -c needs CAP_NET_ADMIN")
     assert checked.returncode == 0, checked.stderr
-    assert "tcp dport { 80, 443 } counter drop" in out.read_text()
+    assert "type inet_service\n\t\telements = { 80, 443 }" in out.read_text()
 
 
 @pytest.fixture(scope="module")

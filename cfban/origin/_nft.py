@@ -6,20 +6,21 @@ or written::
     table inet cfban {
         set allowed_v4 { type ipv4_addr; flags interval; elements = { ... } }
         set allowed_v6 { type ipv6_addr; flags interval; elements = { ... } }
+        set web_ports { type inet_service; elements = { 80, 443 } }
         chain input {
             type filter hook input priority filter - 10; policy accept;
             iifname "lo" accept
             ct state established,related accept
             ip saddr @allowed_v4 accept
             ip6 saddr @allowed_v6 accept
-            tcp dport { 80, 443 } counter drop
+            tcp dport @web_ports counter drop
         }
         chain forward {
             type filter hook forward priority filter - 10; policy accept;
             ct state established,related accept
             ip saddr @allowed_v4 accept
             ip6 saddr @allowed_v6 accept
-            ct status dnat meta l4proto tcp ct original proto-dst { 80, 443 } counter drop
+            ct status dnat meta l4proto tcp ct original proto-dst @web_ports counter drop
         }
     }
 
@@ -28,15 +29,16 @@ other protocol, loopback and established connections go on to the host's own rul
 ``forward`` chain covers ports published by containers (podman's and Docker's
 ``PublishPort``/``-p``): their connections are DNATed in prerouting and never reach
 ``input``. It drops only connections that were DNATed and whose original destination port
-is a web port, so traffic this host merely routes is left alone. The
-``accept`` verdicts end this chain only: a packet still meets every other base chain of the
-input hook, so the table never opens what another firewall closes. It runs before the usual
-``filter`` priority so that a broad accept elsewhere cannot let a direct visitor in.
+is a web port, so traffic this host merely routes is left alone. (The ports are a named set
+because nft 1.0 cannot print ``ct original proto-dst`` against literal ports.) The ``accept``
+verdicts end a chain only: a packet still meets every other base chain of its hook, so the
+table never opens what another firewall closes. The chains run before the usual ``filter``
+priority so that a broad accept elsewhere cannot let a direct visitor in.
 
 Every change is one ``nft -f`` transaction, all or nothing: the lock declares the table,
 deletes it and defines it again (the same result however often it runs); a refresh flushes
-and refills the two sets, leaving the chain and established connections alone; the removal
-deletes the table and nothing else.
+and refills the two address sets, leaving the chains and established connections alone; the
+removal deletes the table and nothing else.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ __all__ = [
     "CHAIN",
     "FORWARD",
     "SET_V4",
+    "SET_PORTS",
     "SET_V6",
     "TABLE",
     "LiveLock",
@@ -72,6 +75,7 @@ TABLE = "cfban"
 FAMILY = "inet"
 SET_V4 = "allowed_v4"
 SET_V6 = "allowed_v6"
+SET_PORTS = "web_ports"
 CHAIN = "input"
 FORWARD = "forward"
 PRIORITY = "filter - 10"
@@ -83,16 +87,12 @@ def _elements(cidrs: Sequence[str]) -> str:
     return ", ".join(cidrs)
 
 
-def _ports(ports: Sequence[int]) -> str:
-    return "{ " + ", ".join(str(p) for p in sorted(set(ports))) + " }"
-
-
-def _set(name: str, kind: str, cidrs: Sequence[str]) -> list[str]:
+def _set(name: str, kind: str, elements: Sequence[str], *, interval: bool = True) -> list[str]:
     return [
         f"\tset {name} {{",
         f"\t\ttype {kind}",
-        "\t\tflags interval",
-        f"\t\telements = {{ {_elements(cidrs)} }}",
+        *(["\t\tflags interval"] if interval else []),
+        f"\t\telements = {{ {_elements(elements)} }}",
         "\t}",
     ]
 
@@ -111,13 +111,15 @@ def render_ruleset(allow: AllowList, ports: Sequence[int]) -> str:
         "",
         *_set(SET_V6, "ipv6_addr", allow.ipv6),
         "",
+        *_set(SET_PORTS, "inet_service", [str(p) for p in sorted(set(ports))], interval=False),
+        "",
         f"\tchain {CHAIN} {{",
         f"\t\ttype filter hook input priority {PRIORITY}; policy accept;",
         '\t\tiifname "lo" accept',
         "\t\tct state established,related accept",
         f"\t\tip saddr @{SET_V4} accept",
         f"\t\tip6 saddr @{SET_V6} accept",
-        f"\t\ttcp dport {_ports(ports)} counter drop",
+        f"\t\ttcp dport @{SET_PORTS} counter drop",
         "\t}",
         "",
         f"\tchain {FORWARD} {{",
@@ -125,7 +127,7 @@ def render_ruleset(allow: AllowList, ports: Sequence[int]) -> str:
         "\t\tct state established,related accept",
         f"\t\tip saddr @{SET_V4} accept",
         f"\t\tip6 saddr @{SET_V6} accept",
-        f"\t\tct status dnat meta l4proto tcp ct original proto-dst {_ports(ports)} counter drop",
+        f"\t\tct status dnat meta l4proto tcp ct original proto-dst @{SET_PORTS} counter drop",
         "\t}",
         "}",
     ]
@@ -148,25 +150,21 @@ def render_removal() -> str:
 
 @dataclass(frozen=True)
 class LiveLock:
-    """cfban's table as the kernel has it: the set elements, and per hook the ports dropped."""
+    """cfban's table as the kernel has it: the sets, and the hooks whose chain drops."""
 
     ipv4: tuple[str, ...]
     ipv6: tuple[str, ...]
-    guarded: dict[str, tuple[int, ...]]
-
-    @property
-    def ports(self) -> tuple[int, ...]:
-        """The ports the ``input`` chain guards."""
-        return self.guarded.get("input", ())
+    ports: tuple[int, ...]
+    guarded_hooks: frozenset[str]
 
     @property
     def hooked(self) -> bool:
-        """Both chains are there, hooked, each with its drop rule."""
-        return set(self.guarded) == {"input", "forward"} and all(self.guarded.values())
+        """Both chains are there, hooked, each with its drop rule on the web ports."""
+        return self.guarded_hooks == {"input", "forward"}
 
     def guards(self, ports: Sequence[int]) -> bool:
         """Both chains are hooked and drop exactly ``ports``."""
-        return self.hooked and all(set(p) == set(ports) for p in self.guarded.values())
+        return self.hooked and set(self.ports) == set(ports)
 
     def matches(self, allow: AllowList, ports: Sequence[int]) -> bool:
         """The table is what :func:`render_ruleset` makes of ``allow`` and ``ports``."""
@@ -192,25 +190,12 @@ def _element(value: Any) -> list[str]:
     raise ValueError(f"unexpected set element {value!r}")
 
 
-def _dports(expr: list[Any]) -> tuple[int, ...]:
-    """The destination ports a rule matches (``tcp dport`` or ``ct original proto-dst``)."""
-    for item in expr:
-        match = item.get("match") if isinstance(item, dict) else None
-        if not isinstance(match, dict):
-            continue
-        left = match.get("left", {})
-        is_port = (
-            left.get("payload", {}).get("field") == "dport"
-            or left.get("ct", {}).get("key") == "proto-dst"
-        )
-        if not is_port:
-            continue
-        right = match.get("right")
-        if isinstance(right, int):
-            return (right,)
-        if isinstance(right, dict) and isinstance(right.get("set"), list):
-            return tuple(p for p in right["set"] if isinstance(p, int))
-    return ()
+def _drops_web_ports(expr: list[Any]) -> bool:
+    """Whether a rule drops what matches ``@web_ports``."""
+    drops = any(isinstance(e, dict) and "drop" in e for e in expr)
+    return drops and any(
+        isinstance(e, dict) and e.get("match", {}).get("right") == f"@{SET_PORTS}" for e in expr
+    )
 
 
 def parse_live(document: dict[str, Any]) -> LiveLock:
@@ -219,27 +204,22 @@ def parse_live(document: dict[str, Any]) -> LiveLock:
     Raises:
         ValueError, KeyError, TypeError: the document is not nftables' JSON shape.
     """
-    ipv4: list[str] = []
-    ipv6: list[str] = []
+    sets: dict[str, list[Any]] = {}
     hooks: dict[str, str] = {}
-    dropped: dict[str, tuple[int, ...]] = {}
+    guarded: set[str] = set()
     for entry in document["nftables"]:
         if "set" in entry:
-            found = entry["set"]
-            cidrs = [c for v in found.get("elem", []) for c in _element(v)]
-            if found.get("name") == SET_V4:
-                ipv4 = cidrs
-            elif found.get("name") == SET_V6:
-                ipv6 = cidrs
+            sets[entry["set"]["name"]] = list(entry["set"].get("elem", []))
         elif "chain" in entry and entry["chain"].get("hook"):
             hooks[entry["chain"]["name"]] = entry["chain"]["hook"]
-        elif "rule" in entry:
-            rule = entry["rule"]
-            expr = rule.get("expr", [])
-            if any(isinstance(e, dict) and "drop" in e for e in expr):
-                dropped[rule.get("chain", "")] = _dports(expr)
-    guarded = {hook: dropped.get(name, ()) for name, hook in hooks.items()}
-    return LiveLock(tuple(ipv4), tuple(ipv6), guarded)
+        elif "rule" in entry and _drops_web_ports(entry["rule"].get("expr", [])):
+            guarded.add(entry["rule"]["chain"])
+    return LiveLock(
+        ipv4=tuple(c for v in sets.get(SET_V4, []) for c in _element(v)),
+        ipv6=tuple(c for v in sets.get(SET_V6, []) for c in _element(v)),
+        ports=tuple(int(p) for p in sets.get(SET_PORTS, [])),
+        guarded_hooks=frozenset(hooks[name] for name in guarded if name in hooks),
+    )
 
 
 def find_nft() -> str | None:
