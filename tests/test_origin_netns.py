@@ -89,7 +89,7 @@ def origin_line(output: str) -> str:
 def test_lock_refresh_unlock_in_namespaces(lab: NetLab, tmp_path: Path) -> None:
     state = tmp_path / "state"
     config = tmp_path / "cfban.toml"
-    config.write_text(f'state_dir = "{state}"\n[origin]\nports = [80]\n')
+    config.write_text(f'state_dir = "{state}"\n[origin]\nports = [80, 443]\n')
     write_ranges(state, ["198.18.1.0/24"])
     cf, outside, new = lab.clients["cf"], lab.clients["outside"], lab.clients["new"]
     ruleset_before = lab.exec(lab.origin, "nft", "list", "ruleset").stdout
@@ -116,7 +116,7 @@ def test_lock_refresh_unlock_in_namespaces(lab: NetLab, tmp_path: Path) -> None:
     again = cfban(lab, config, "origin", "lock")
     assert again.returncode == 0, again.stderr
     assert lab.exec(lab.origin, "nft", "list", "table", "inet", "cfban").stdout == listed
-    assert "198.18.1.0/24" in listed and "elements = { 80 }" in listed
+    assert "198.18.1.0/24" in listed and "elements = { 80, 443 }" in listed
 
     # Cloudflare's range gets through; the outside client is dropped (its connect times out).
     assert lab.http_status(cf) == "200"
