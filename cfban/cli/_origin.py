@@ -165,17 +165,17 @@ def lock(
     output: OutputOption = None,
 ) -> None:
     origin = _origin(ctx, firewall, None if dry_run else output)
-    if fetch:
-        _fetch(origin)
-    if dry_run:
-        _dry_run(origin, output)
-        return
-    if origin.firewall == "nftables" and output is not None:
+    if origin.firewall == "nftables" and output is not None and not dry_run:
         raise typer.BadParameter(
             "nftables has no output file; use --output with --dry-run, firewalld or urltable",
             param_hint="--output",
         )
-    _echo(origin.lock())
+    if fetch:
+        _fetch(origin)
+    if dry_run:
+        _dry_run(origin, output)
+    else:
+        _echo(origin.lock())
 
 
 @origin_app.command("unlock", help=_UNLOCK_HELP)
