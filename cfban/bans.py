@@ -351,6 +351,9 @@ class BanService:
                 )
             )
         checks.extend(self._log_checks())
+        from cfban.origin import origin_checks  # is the origin reachable around Cloudflare?
+
+        checks.extend(origin_checks(settings))
         try:
             checks.extend(self.backend.check())
         except CfbanError as exc:

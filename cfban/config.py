@@ -3,7 +3,8 @@
 Where the file is: ``--config PATH``, else ``$CFBAN_CONFIG``, else ``/etc/cfban/cfban.toml``.
 A missing default file is not an error: cfban then runs on its embedded defaults, which is a
 dry run (no token, so no Cloudflare call is made). Relative paths in the file (``state_dir``,
-``api_token_file``, ``logpath``) are relative to the file. Environment variables win over it:
+``api_token_file``, ``logpath``, ``[origin] output``) are relative to the file. Environment
+variables win over it:
 
 ==========================  ====================================
 ``CLOUDFLARE_API_TOKEN``    ``[cloudflare] api_token``
@@ -117,6 +118,19 @@ class JailSettings(_Model):
         return [value] if isinstance(value, str) else value
 
 
+class OriginSettings(_Model):
+    """The ``[origin]`` table: the host firewall lock of ``cfban origin`` (see that module)."""
+
+    firewall: Literal["nftables", "firewalld", "urltable"] = "nftables"
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        default_factory=lambda: [80, 443], min_length=1
+    )
+    allow: Annotated[list[str], BeforeValidator(_check_networks)] = Field(default_factory=list)
+    max_range_age: Duration = 30 * 86400
+    output: Path | None = None
+    check: bool = True
+
+
 class Settings(_Model):
     """The whole configuration."""
 
@@ -126,6 +140,7 @@ class Settings(_Model):
     cloudflare: CloudflareSettings = Field(default_factory=CloudflareSettings)
     realip: RealIpSettings = Field(default_factory=RealIpSettings)
     jails: dict[str, JailSettings] = Field(default_factory=dict)
+    origin: OriginSettings = Field(default_factory=OriginSettings)
     source: str = "embedded defaults"
 
     @property
@@ -260,6 +275,9 @@ def _relative_to(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     data = dict(raw)
     if "state_dir" in data:
         data["state_dir"] = fix(data["state_dir"])
+    origin = data.get("origin")
+    if isinstance(origin, dict) and "output" in origin:
+        data["origin"] = dict(origin, output=fix(origin["output"]))
     cloudflare = data.get("cloudflare")
     if isinstance(cloudflare, dict) and "api_token_file" in cloudflare:
         data["cloudflare"] = dict(cloudflare, api_token_file=fix(cloudflare["api_token_file"]))

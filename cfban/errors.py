@@ -12,6 +12,7 @@ written for that user: what went wrong, where, and how to fix it. The CLI prints
     ├── RefusedError                exit 1   an address cfban must never ban
     ├── StateError                  exit 1   the SQLite state cannot be used
     ├── LogError                    exit 1   a log file cannot be read
+    ├── FirewallError               exit 1   the origin's firewall lock was refused or failed
     └── CloudflareError             exit 1   the API said no, or could not be reached
         ├── AuthError                        invalid/expired token, missing permission
         ├── RateLimitedError                 429 after retries
@@ -113,3 +114,7 @@ class RateLimitedError(CloudflareError):
 
 class TransportError(CloudflareError):
     """A network error, a timeout, or an answer that is not Cloudflare's JSON envelope."""
+
+
+class FirewallError(CfbanError):
+    """The origin's firewall lock cannot be built, applied, refreshed or removed."""

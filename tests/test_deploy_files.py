@@ -288,6 +288,8 @@ def test_butane_embeds_deploy_files_unchanged(butane: dict[str, Any]) -> None:
         if "inline" in entry["contents"]
     }
     for path in [*quadlet_files(), DEPLOY / "cfban.toml"]:
+        if path.name.startswith("cfban-origin"):
+            continue  # the origin lock's Butane fragment: tests/test_origin_deploy.py
         assert path.name in inline, f"{path.name} is missing from cfban.bu"
         target, mode, text = inline[path.name]
         assert text == path.read_text(encoding="utf-8"), f"cfban.bu's {path.name} drifted"

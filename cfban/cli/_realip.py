@@ -24,6 +24,7 @@ the list bundled with cfban.
 
 --refresh fetches the current list from Cloudflare (GET /ips on [cloudflare] api_url, no
 token needed), checks it and stores it; a bad or partial answer keeps the ranges in use.
+When an origin lock is applied (`cfban origin lock`), it is refreshed with the new ranges.
 
 \b
 Examples:
@@ -100,6 +101,11 @@ def run_ips(
         typer.echo(json.dumps(_as_json(ranges, result), indent=2))
     else:
         typer.echo(_as_text(ranges, result))
+    if result is not None:
+        from cfban.origin import refresh_if_locked  # an applied origin lock follows the ranges
+
+        for line in refresh_if_locked(settings):
+            typer.echo(line, err=True)
 
 
 def _check_proxies(values: list[str] | None) -> list[str]:
