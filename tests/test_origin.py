@@ -221,9 +221,25 @@ def test_parse_live_reads_prefixes_addresses_and_ranges() -> None:
 # ---- firewalld ---------------------------------------------------------------------------
 
 
-def _offline(program: str, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+#: Where ``./scripts/dev`` unpacks firewalld's files (the service itself is never installed).
+UNPACKED_FIREWALLD = Path(__file__).resolve().parent.parent / ".cache" / "firewalld"
+
+
+def _firewalld_root() -> Path:
+    """The root firewalld's files are under: the unpacked copy, else an installed firewalld."""
+    if (UNPACKED_FIREWALLD / "usr/bin/firewall-offline-cmd").exists():
+        return UNPACKED_FIREWALLD
+    require_program("firewall-offline-cmd")
+    return Path("/")
+
+
+def _offline(root: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    program = root / "usr/bin/firewall-offline-cmd"
+    if not program.exists():
+        program = Path(require_program("firewall-offline-cmd"))
     return subprocess.run(
-        [program, "--system-config", str(config), "--default-config", "/usr/lib/firewalld",
+        ["/usr/bin/python3", str(program),
+         "--system-config", str(config), "--default-config", str(root / "usr/lib/firewalld"),
          *args],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -231,22 +247,22 @@ def _offline(program: str, config: Path, *args: str) -> subprocess.CompletedProc
 
 @pytest.mark.real
 def test_firewalld_files_pass_firewalld_offline_check(tmp_path: Path) -> None:
-    program = require_program("firewall-offline-cmd")
+    root = _firewalld_root()
     config = tmp_path / "firewalld"
     config.mkdir()
-    shutil.copy("/etc/firewalld/firewalld.conf", config / "firewalld.conf")
+    shutil.copy(root / "etc/firewalld/firewalld.conf", config / "firewalld.conf")
     allow = allowlist()
     for name, text in render_files(allow, [80, 443]).items():
         (config / name).parent.mkdir(parents=True, exist_ok=True)
         (config / name).write_text(text)
-    checked = _offline(program, config, "--check-config")
+    checked = _offline(root, config, "--check-config")
     assert checked.returncode == 0, checked.stderr
     assert "WARNING" not in checked.stderr and "ERROR" not in checked.stderr, checked.stderr
-    entries = _offline(program, config, "--ipset", "cfban-v4", "--get-entries").stdout.split()
+    entries = _offline(root, config, "--ipset", "cfban-v4", "--get-entries").stdout.split()
     assert entries == list(allow.ipv4)
-    info = _offline(program, config, "--info-ipset", "cfban-v6").stdout
+    info = _offline(root, config, "--info-ipset", "cfban-v6").stdout
     assert "type: hash:net" in info and "family=inet6" in info and "2001:2::/48" in info
-    policy = _offline(program, config, "--info-policy", "cfban").stdout
+    policy = _offline(root, config, "--info-policy", "cfban").stdout
     assert "priority: -100" in policy and "target: CONTINUE" in policy
     assert "ingress-zones: ANY" in policy and "egress-zones: HOST" in policy
     rules = [line.strip() for line in policy.splitlines() if line.strip().startswith("rule ")]
@@ -258,7 +274,7 @@ def test_firewalld_files_pass_firewalld_offline_check(tmp_path: Path) -> None:
     # The check notices a bad entry (so the clean result above means something).
     bad = config / "ipsets" / "cfban-v4.xml"
     bad.write_text(bad.read_text().replace("10.9.0.0/16", "10.9.0.0/99"))
-    assert "INVALID_ENTRY" in _offline(program, config, "--check-config").stderr
+    assert "INVALID_ENTRY" in _offline(root, config, "--check-config").stderr
 
 
 # ---- the URL-table list ------------------------------------------------------------------
