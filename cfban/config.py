@@ -39,6 +39,7 @@ from pydantic import (
 
 from cfban.durations import DEFAULT_BANTIME, parse_duration
 from cfban.errors import ConfigError
+from cfban.intake.rules import DEFAULT_MAX_QUEUE_AGE, JailRules, Recidive, Rules
 from cfban.paths import DEFAULT_CONFIG_PATH, default_state_dir
 
 DEFAULT_API_URL = "https://api.cloudflare.com/client/v4"
@@ -76,6 +77,8 @@ class CloudflareSettings(_Model):
     window_seconds: Duration = 300
     timeout: float = Field(default=10.0, gt=0)
     deliver_deadline: float = Field(default=3.0, ge=0)
+    #: ``cfban health`` fails when a queued operation has waited longer than this.
+    max_queue_age: Duration = Field(default=int(DEFAULT_MAX_QUEUE_AGE), ge=1)
 
     @property
     def zones(self) -> list[str]:
@@ -117,6 +120,22 @@ class JailSettings(_Model):
         return [value] if isinstance(value, str) else value
 
 
+class RecidiveSettings(_Model):
+    """The ``[recidive]`` table: an address banned ``bans`` times (any jail) within
+    ``findtime`` gets ``bantime`` instead. ``bans = 0`` (the default) turns it off."""
+
+    bans: int = Field(default=0, ge=0)
+    findtime: Duration = Field(default=86400, ge=1)
+    bantime: Duration = 604800
+
+    @field_validator("bans")
+    @classmethod
+    def _at_least_two(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("must be 0 (off) or at least 2")
+        return value
+
+
 class Settings(_Model):
     """The whole configuration."""
 
@@ -126,7 +145,38 @@ class Settings(_Model):
     cloudflare: CloudflareSettings = Field(default_factory=CloudflareSettings)
     realip: RealIpSettings = Field(default_factory=RealIpSettings)
     jails: dict[str, JailSettings] = Field(default_factory=dict)
+    recidive: RecidiveSettings = Field(default_factory=RecidiveSettings)
     source: str = "embedded defaults"
+
+    def rules(self) -> Rules:
+        """What committing a ban needs from this configuration (see :mod:`cfban.intake`).
+
+        Raises:
+            ConfigError: the token file cannot be read.
+        """
+        recidive = self.recidive
+        return Rules(
+            state_dir=self.resolved_state_dir,
+            ipv6_prefix=self.cloudflare.ipv6_prefix,
+            ignoreip=tuple(self.ignoreip),
+            allow_test_nets=self.realip.allow_test_nets,
+            dry_run=self.dry_run,
+            jails={
+                name: JailRules(
+                    bantime=jail.bantime,
+                    bantime_factor=jail.bantime_factor,
+                    bantime_maxtime=jail.bantime_maxtime,
+                    ignoreip=tuple(jail.ignoreip),
+                )
+                for name, jail in self.jails.items()
+            },
+            recidive=(
+                Recidive(recidive.bans, recidive.findtime, recidive.bantime)
+                if recidive.bans
+                else None
+            ),
+            max_queue_age=float(self.cloudflare.max_queue_age),
+        )
 
     @property
     def dry_run(self) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cfban.hook import parse
+from cfban.intake.hook import parse
 from tests.support.waiting import wait_until
 
 

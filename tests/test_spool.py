@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cfban._resources import jails_dir
-from cfban.spool import done, read_entries, write_entry
+from cfban.intake.spool import done, read_entries, write_entry
 from tests.conftest import require_program
 
 REQUEST = {"v": 1, "op": "ban", "ip": "203.0.113.5", "jail": "j", "expires_at": 2e9, "time": 1.0}

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from cfban.config import Settings, load_settings
-from cfban.watch import Daemon, WatchOptions, read_status
-from cfban.watch._status import judge
+from cfban.watch import DaemonStatus, Daemon, Status, WatchOptions, judge, read_status
 from tests.cfemu.plugin import ServedEmulator
 from tests.support.waiting import wait_until
 
@@ -99,13 +98,15 @@ def test_status_and_health(running: Callable[..., tuple[Daemon, Path]],
                            tmp_path: Path) -> None:  # fmt: skip
     daemon, _ = running()
     daemon._write_status(daemon._factory(daemon.settings))
-    status = read_status(tmp_path / "state")
-    assert status is not None and status["jails"]["probes"]["files"]
-    assert judge(status, time.time()).ok
-    assert not judge(status, time.time() + 120).ok
-    assert not judge(None, time.time()).ok
-    stuck = dict(status, oldest_queued_at=time.time() - 3600)
-    assert "waited" in judge(stuck, time.time()).reason
+    raw = read_status(tmp_path / "state")
+    assert raw is not None and raw["jails"]["probes"]["files"]
+    daemon_status = DaemonStatus.from_json(raw)
+    now = time.time()
+    assert judge(Status(now, daemon_status), 900).ok
+    assert not judge(Status(now + 120, daemon_status), 900).ok
+    assert not judge(Status(now, None), 900).ok  # nothing ever ran
+    stuck = Status(now, daemon_status, oldest_queued_at=now - 3600)
+    assert "waited" in judge(stuck, 900).reason
 
 
 def test_restart_resumes_at_cursor(tmp_path: Path, cf_server: ServedEmulator) -> None:

@@ -27,6 +27,7 @@ _Background = Annotated[
     ),
 ]
 
+DELIVERER_LOG = "deliverer.log"
 DRY_RUN_NOTICE = "dry run: no API token configured; Cloudflare calls are printed, not made"
 
 
@@ -42,10 +43,13 @@ def _err(line: str) -> None:
 
 def _service(ctx: typer.Context, *, quick: bool = False) -> BanService:
     """The library object; ``quick`` (ban, unban) bounds each request by the delivery
-    deadline too, so one hanging request cannot hold fail2ban up for long."""
+    deadline too, so one hanging request cannot hold fail2ban up for long. The validated
+    rules are cached for the hook's fast path (:mod:`cfban.intake.snapshot`)."""
     from cfban.bans import BanService
 
-    settings = app_context(ctx).settings
+    context = app_context(ctx)
+    settings = context.settings
+    context.save_rules()
     warning = settings.token_file_warning()
     if warning is not None:
         _err(f"cfban: warning: {warning}")
@@ -69,11 +73,18 @@ def _bantime(value: str | None) -> int | None:
         raise typer.BadParameter(str(exc), param_hint="--bantime") from None
 
 
-def _hand_over(ctx: typer.Context, service: BanService) -> None:
-    """Make sure a background ``cfban deliver --linger`` sends what was just committed."""
-    from cfban.hook import ensure_deliverer
+def _background(ctx: typer.Context, command: str, ip: str, jail: str | None,
+                bantime: int | None) -> None:  # fmt: skip
+    """Commit and hand over to a background deliverer, as the hook's fast path does."""
+    import sys
 
-    ensure_deliverer(service.settings.resolved_state_dir, app_context(ctx).config_path)
+    from cfban.intake.hook import commit_and_hand_over
+
+    context = app_context(ctx)
+    rules = context.settings.rules()
+    context.save_rules()
+    commit_and_hand_over(command, ip, jail, bantime, rules, context.config_path,
+                         sys.stdout, sys.stderr)  # fmt: skip
 
 
 def _delivery_problem(report: DeliveryReport | None) -> str | None:
@@ -114,21 +125,17 @@ def ban(
     background: _Background = False,
 ) -> None:
     seconds = _bantime(bantime)
+    if background:
+        _background(ctx, "ban", ip, jail, seconds)
+        return
+    from cfban.intake.commit import describe_expiry
+
     with _service(ctx, quick=True) as service:
-        result = service.ban(ip, jail=jail, bantime=seconds, deliver=not background)
-        if background:
-            _hand_over(ctx, service)
-            typer.echo(
-                f"banned {result.target} (jail {result.jail}): queued; "
-                "a background cfban delivers it"
-            )
-            return
+        result = service.ban(ip, jail=jail, bantime=seconds)
         subject = result.address
         if result.target != result.address:
             subject += f" as {result.target}"
-        head = f"banned {subject} (jail {result.jail}, until {_when(result.expires_at)})"
-        if result.expires_at is None:
-            head = f"banned {subject} (jail {result.jail}, permanent)"
+        head = f"banned {subject} (jail {result.jail}, {describe_expiry(result.expires_at)})"
         if service.settings.dry_run and result.delivered:
             typer.echo(f"{head}: recorded (dry run, nothing sent to Cloudflare)")
         elif result.delivered:
@@ -159,12 +166,11 @@ def unban(
     jail: Annotated[str | None, typer.Option("--jail", "-j", help="Only this jail.")] = None,
     background: _Background = False,
 ) -> None:
+    if background:
+        _background(ctx, "unban", ip, jail, None)
+        return
     with _service(ctx, quick=True) as service:
-        result = service.unban(ip, jail=jail, deliver=not background)
-        if background:
-            _hand_over(ctx, service)
-            typer.echo(f"unbanned {result.target}: queued; a background cfban delivers it")
-            return
+        result = service.unban(ip, jail=jail)
         jails = f" (jails {', '.join(result.jails)})" if result.jails else ""
         if not result.queued:
             if jail is not None and not result.jails:
@@ -342,23 +348,35 @@ def deliver(
         ),
     ] = None,
 ) -> None:
+    if linger is not None:
+        _linger(ctx, linger)
+        return
     with _service(ctx) as service:
-        if linger is not None:
-            from cfban.deliverer import linger as run_deliverer
-
-            ran = run_deliverer(service, linger)
-            if ran.another_running:
-                typer.echo("another cfban deliverer is running")
-                return
-            typer.echo(
-                f"took {ran.ingested} spooled requests, refused {len(ran.refused)}; "
-                f"added {ran.added}, removed {ran.removed}"
-            )
-            return
         depth = service.queue_depth()
         _err(f"{depth['add']} adds and {depth['remove']} removes queued")
         report = service.deliver(deadline=deadline, wait=True, batch_size=batch_size, progress=_err)
         _finish_delivery(report)
+
+
+def _linger(ctx: typer.Context, seconds: float) -> None:
+    """Run as the background deliverer, logging to ``STATE_DIR/deliverer.log``."""
+    from cfban.bans import BanService
+    from cfban.cli._logging import configure
+    from cfban.intake.deliverer import linger
+
+    context = app_context(ctx)
+    settings = context.settings
+    context.save_rules()
+    configure(settings.log_format, log_file=settings.resolved_state_dir / DELIVERER_LOG)
+    with BanService(settings, recorder="deliverer") as service:
+        ran = linger(service, seconds)
+    if ran.another_running:
+        typer.echo("another cfban deliverer is running")
+        return
+    typer.echo(
+        f"took {ran.ingested} spooled requests, refused {len(ran.refused)}; "
+        f"added {ran.added}, removed {ran.removed}"
+    )
 
 
 _SETUP_HELP = """Create what the configured backend needs at Cloudflare, and say what was done.
@@ -397,9 +415,9 @@ def check(ctx: typer.Context) -> None:
     with _service(ctx) as service:
         results = service.check()
     failed = 0
-    for name, ok, detail in results:
-        typer.echo(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")
-        failed += not ok
+    for item in results:
+        typer.echo(f"{'ok  ' if item.ok else 'FAIL'}  {item.name}: {item.detail}")
+        failed += not item.ok
     if failed:
         raise typer.Exit(1)
 

@@ -15,7 +15,7 @@ are not banned again. The address checks (Cloudflare's ranges, ignoreip, private
 happen when cfban takes the request; a refused address is logged by cfban.
 
 This file only uses the standard library and fail2ban, because fail2ban-server's Python need
-not have cfban installed. The request format is described in cfban's ``cfban/spool.py``.
+not have cfban installed. The request format is described in cfban's ``cfban/intake/spool.py``.
 """
 
 import fcntl

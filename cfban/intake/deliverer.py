@@ -1,9 +1,10 @@
 """The background deliverer a hook wakes: ``cfban deliver --linger SECONDS``.
 
-It takes ``spool/.deliverer.lock`` (one deliverer per state directory), then, until the queue
-has been quiet for ``linger`` seconds: moves spool requests (from fail2ban's Python action)
-into the state, and delivers the outbox in batches. Before exiting it lets the lock go and
-looks once more, so a request committed by a hook that saw the lock taken is never stranded.
+It takes the deliverer lock (one deliverer per state directory), then, until the queue has
+been quiet for ``linger`` seconds: commits spool requests (from fail2ban's Python action)
+through the one commit path, and delivers the outbox in batches. Before exiting it lets the
+lock go and looks once more, so a request committed by a hook that saw the lock taken is
+never stranded. Every delivery round is recorded in the state (see :mod:`cfban.bans`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cfban.deliverlock import DelivererLock
 from cfban.errors import RefusedError
-from cfban.spool import done, is_request, read_entries, spool_dir
+from cfban.intake.commit import refused_message
+from cfban.intake.lock import deliverer_lock
+from cfban.intake.spool import done, is_request, read_entries, spool_dir
+from cfban.state import Hold
 
 if TYPE_CHECKING:
     from cfban.bans import BanService
@@ -23,10 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL = 0.05
-# The list backend writes a whole batch in one bulk operation that takes about a second to
-# complete, whatever its size; batches of the default 100 made a burst of 1,000 bans wait
-# for ten such rounds. Its request cap is 1,000 items.
-LIST_BATCH = 1000
 
 
 @dataclass
@@ -42,46 +41,34 @@ class LingerReport:
 
 
 def ingest_spool(service: BanService, report: LingerReport) -> int:
-    """Commit the spool's requests to the state; return how many were taken.
-
-    One never-ban guard per jail serves the whole batch (building one costs milliseconds:
-    it loads Cloudflare's ranges and indexes every protected network).
+    """Commit the spool's requests to the state through the one commit path; return how many
+    were taken. Consecutive bans are committed in one transaction.
 
     Raises:
         StateError: the state database failed (the requests stay in the spool).
     """
-    from cfban.realip import BanGuard
-    from cfban.targets import ban_target, unban_target
-
     entries = list(read_entries(spool_dir(service.settings.resolved_state_dir)))
     if not entries:
         return 0
-    settings = service.settings
-    prefix = settings.cloudflare.ipv6_prefix
+    intake = service.intake
     now = service.clock.now()
-    store = service.store
-    guards: dict[str, BanGuard] = {}
+    holds: list[Hold] = []
     for entry in entries:
         try:
             if entry.op == "ban":
                 if entry.expires_at is not None and entry.expires_at <= now:
                     continue  # ended before it was taken
-                target = ban_target(entry.ip, prefix)
-                guard = guards.get(entry.jail)
-                if guard is None:
-                    guard = guards[entry.jail] = BanGuard.from_settings(settings, entry.jail)
-                guard.check(target.address)
-                store.hold(
-                    address=target.address,
-                    target=target.target,
-                    jail=entry.jail,
-                    expires_at=entry.expires_at,
-                )
+                start = entry.time or now
+                bantime = -1.0 if entry.expires_at is None else entry.expires_at - start
+                holds.append(intake.plan(entry.ip, entry.jail, bantime, start=start)[0])
             else:
-                store.release(unban_target(entry.ip, prefix), entry.jail)
+                intake.commit(holds)
+                holds = []
+                intake.unban(entry.ip, entry.jail)
         except RefusedError as exc:
             report.refused.append(entry.ip)
-            log.warning("jail %s: not banning %s: %s", entry.jail, entry.ip, exc)
+            log.warning("%s", refused_message(entry.jail, entry.ip, exc))
+    intake.commit(holds)
     done(entries)
     report.ingested += len(entries)
     return len(entries)
@@ -96,11 +83,6 @@ def _pending(service: BanService) -> bool:
     return spooled or service.store.due_count() > 0
 
 
-def _batch_size(service: BanService) -> int | None:
-    """A larger batch for the list backend (one bulk request per batch); else the default."""
-    return LIST_BATCH if service.settings.cloudflare.backend == "list" else None
-
-
 def linger(service: BanService, seconds: float) -> LingerReport:
     """Ingest and deliver until nothing happened for ``seconds``; see the module docstring.
 
@@ -108,7 +90,7 @@ def linger(service: BanService, seconds: float) -> LingerReport:
         StateError: the state database failed.
     """
     report = LingerReport()
-    lock = DelivererLock(service.settings.resolved_state_dir)
+    lock = deliverer_lock(service.settings.resolved_state_dir)
     if not lock.acquire():
         report.another_running = True
         return report
@@ -118,7 +100,7 @@ def linger(service: BanService, seconds: float) -> LingerReport:
         while True:
             busy = ingest_spool(service, report) > 0
             if busy or service.store.due_count() > 0:
-                delivery = service.deliver(deadline=10.0, batch_size=_batch_size(service))
+                delivery = service.deliver(deadline=10.0)
                 report.added += len(delivery.added)
                 report.removed += len(delivery.removed)
                 report.errors.extend(e for e in delivery.errors if e not in report.errors)
