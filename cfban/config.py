@@ -236,19 +236,23 @@ _ENV_CLOUDFLARE = {
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     data = dict(raw)
-    cloudflare = dict(data.get("cloudflare") or {})
-    for var, key in _ENV_CLOUDFLARE.items():
-        if env.get(var):
-            cloudflare[key] = env[var]
-    if cloudflare:
-        data["cloudflare"] = cloudflare
+    overrides = {key: env[var] for var, key in _ENV_CLOUDFLARE.items() if env.get(var)}
+    if overrides:
+        data["cloudflare"] = _merged(data.get("cloudflare"), overrides)
     if env.get("CFBAN_STATE_DIR"):
         data["state_dir"] = env["CFBAN_STATE_DIR"]
     if env.get("CFBAN_ALLOW_TEST_NETS"):
-        realip = dict(data.get("realip") or {})
-        realip["allow_test_nets"] = env["CFBAN_ALLOW_TEST_NETS"]
-        data["realip"] = realip
+        allow = {"allow_test_nets": env["CFBAN_ALLOW_TEST_NETS"]}
+        data["realip"] = _merged(data.get("realip"), allow)
     return data
+
+
+def _merged(table: Any, overrides: dict[str, str]) -> Any:
+    """``table`` with ``overrides``; a value that is not a table is left for validation to
+    reject."""
+    if table is None:
+        return dict(overrides)
+    return {**table, **overrides} if isinstance(table, dict) else table
 
 
 def _describe(error: ValidationError, source: str) -> str:
