@@ -18,8 +18,8 @@ from cfban.delivery import (
     backoff,
     deliver,
 )
-from cfban.intake.lock import delivery_lock
 from cfban.errors import AuthError, CloudflareError, RateLimitedError
+from cfban.intake.lock import delivery_lock
 from cfban.state import StateStore
 from tests.cfemu import Emulator, Fault
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cfban.config import Settings, load_settings
-from cfban.watch import DaemonStatus, Daemon, Status, WatchOptions, judge, read_status
+from cfban.watch import Daemon, DaemonStatus, Status, WatchOptions, judge, read_status
 from tests.cfemu.plugin import ServedEmulator
 from tests.support.waiting import wait_until
 
