@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -77,7 +78,7 @@ def test_a_revoked_token_is_seen_then_fixed(tmp_path: Path, served: tuple[Emulat
     )  # fmt: skip
     tokens = emulator.state.tokens
 
-    def revoke(status: str) -> Callable[[], None]:
+    def revoke(status: Literal["active", "disabled"]) -> Callable[[], None]:
         def change() -> None:
             tokens[emulator.token] = dataclasses.replace(tokens[emulator.token], status=status)
 

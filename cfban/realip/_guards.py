@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cfban.errors import RefusedError
+from cfban.errors import GuardRefusal as GuardRefusal  # defined there, re-exported here
 from cfban.realip._netset import (
     Address,
     Network,
@@ -114,15 +114,6 @@ _HINTS = {
     "benchmarking": "for tests and demos set CFBAN_ALLOW_TEST_NETS=1 or "
     "[realip] allow_test_nets = true",
 }
-
-
-class GuardRefusal(RefusedError):
-    """A refused ban; ``reason`` is a short code (``cloudflare``, ``ignoreip``, ``private``...)."""
-
-    def __init__(self, address: str, reason: str, message: str, *, hint: str | None) -> None:
-        super().__init__(message, hint=hint)
-        self.address = address
-        self.reason = reason
 
 
 @dataclass
