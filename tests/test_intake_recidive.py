@@ -88,9 +88,12 @@ def test_bans_grow_in_one_run_and_across_restarts(
 ) -> None:
     conf, log, state = home
     rules = cf_server.emulator.state.access_rules
-    with Run(conf):
+    with Run(conf) as run:
         assert _offend(log, state) == 4
+        wait_until(lambda: any(r.value == IP for r in rules.values()), timeout=20)
         wait_until(lambda: not any(r.value == IP for r in rules.values()), timeout=20)
+        counter = run.daemon.jails[0].counter
+        wait_until(lambda: IP not in counter._banned_until, timeout=10)  # the removal is seen
         assert _offend(log, state) == 12  # the ban ended; the next one is 4 × 3
     _unban(state)
     with Run(conf):  # a new process: the jail's memory is gone, the history is not

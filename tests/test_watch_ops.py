@@ -84,6 +84,7 @@ def test_prometheus_endpoint() -> None:
             missing = client.get(f"http://127.0.0.1:{port}/other")
     finally:
         server.shutdown()
+        server.server_close()
     assert answer.status_code == 200
     assert "cfban_lines_read_total 42" in answer.text
     assert 'cfban_bans_total{jail="probes"} 3' in answer.text

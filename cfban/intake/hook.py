@@ -95,18 +95,19 @@ def ensure_deliverer(state_dir: Path, config: Path | None) -> bool:
     """
     if deliverer_lock(state_dir).held_elsewhere():
         return False
-    import subprocess  # only when a deliverer has to be started: most calls find one running
-
     command = [sys.executable, "-m", "cfban"]
     if config is not None:
         command += ["--config", str(config)]
-    subprocess.Popen(
+    quiet = [
+        (os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)
+    ]  # its own log is in the state dir; fail2ban must not wait on its output
+    # posix_spawn, not subprocess: nothing to wait for or reap here, and a quicker import
+    os.posix_spawn(
+        sys.executable,
         [*command, "deliver", "--linger", str(LINGER)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        close_fds=True,
+        os.environ,
+        file_actions=quiet,
+        setsid=True,
     )
     return True
 

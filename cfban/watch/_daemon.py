@@ -186,6 +186,7 @@ class Daemon:
             self._write_status(service, stopped=True)
             if server is not None:
                 server.shutdown()
+                server.server_close()
             for entry in self._files.values():
                 entry.follower.close()
             service.close()
