@@ -30,10 +30,11 @@ from cfban.targets import unban_target
 if TYPE_CHECKING:
     import httpx
 
+    from cfban.checks import Check
     from cfban.cloudflare import Backend, RemoteEntry
     from cfban.delivery import DeadlineClock, DeliveryReport
 
-__all__ = ["BanResult", "BanService", "Check", "SyncReport", "UnbanResult", "unban_target"]
+__all__ = ["BanResult", "BanService", "SyncReport", "UnbanResult", "unban_target"]
 
 # The list backend writes a whole batch in one bulk operation that takes about a second to
 # complete, whatever its size; batches of the default 100 made a burst of 1,000 bans wait
@@ -66,15 +67,6 @@ class UnbanResult:
     removed: bool
     kept: bool
     report: DeliveryReport | None
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of ``cfban check``."""
-
-    name: str
-    ok: bool
-    detail: str
 
 
 @dataclass
@@ -381,39 +373,6 @@ class BanService:
 
     def check(self) -> list[Check]:
         """Checks of the configuration, the state, the logs and the backend."""
-        settings = self.settings
-        checks = [Check("configuration", True, f"read from {settings.source}")]
-        warning = settings.token_file_warning()
-        if warning is not None:
-            checks.append(Check("token file", False, warning))
-        try:
-            depth = self.store.depth()
-        except CfbanError as exc:
-            checks.append(Check("state", False, str(exc)))
-        else:
-            queued = f"{depth['add']} adds, {depth['remove']} removes queued"
-            checks.append(Check("state", True, f"{self.store.path} ({queued})"))
-        checks.extend(self._log_checks())
-        try:
-            checks.extend(Check(*item) for item in self.backend.check())
-        except CfbanError as exc:
-            checks.append(Check("cloudflare", False, str(exc)))
-        return checks
+        from cfban.checks import run_checks
 
-    def _log_checks(self) -> list[Check]:
-        """nginx real-IP sanity, from the last lines of every configured log."""
-        from cfban.realip import NetworkSet, load_ranges
-        from cfban.realip._logcheck import inspect_log
-        from cfban.tailer import expand_logpaths
-
-        settings = self.settings
-        ranges = load_ranges(settings)
-        trusted = NetworkSet([*ranges.networks.networks, *settings.realip.trusted_proxies])
-        patterns = [p for jail in settings.jails.values() if jail.enabled for p in jail.logpath]
-        checks: list[Check] = []
-        for path in expand_logpaths(patterns):
-            findings = inspect_log(path, ranges.networks, trusted)
-            problems = findings.problems()
-            detail = "; ".join(problems) or f"last {findings.lines} lines name real clients"
-            checks.append(Check(f"log {path}", not problems, detail))
-        return checks
+        return run_checks(self)
