@@ -8,7 +8,7 @@ the jail's, grown from the target's history; then the recidive rule) → expiry 
 holder row and the outbox operation, in one transaction (:class:`cfban.state.StateStore`).
 
 The messages for the outcomes are here too, so every way in says the same thing. Standard
-library only, apart from the never-ban guard (also standard library only).
+library only (like :mod:`cfban.realip` and :mod:`cfban.state`, which it uses).
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cfban.intake.rules import MANUAL_JAIL, Rules
-from cfban.realip._guards import BanGuard, GuardStats
-from cfban.realip._ranges import CloudflareRanges, load_ranges_at
-from cfban.state import Hold, StateStore
-from cfban.state._cursors import CursorLike
+from cfban.realip import BanGuard, CloudflareRanges, GuardStats, load_ranges_at
+from cfban.state import CursorLike, Hold, StateStore
 from cfban.targets import ban_target, unban_target
 
 
