@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cfban.intake.hook import parse
+from tests.support.intake import clean_env
 from tests.support.waiting import wait_until
 
 
@@ -34,7 +34,7 @@ def test_only_exact_background_calls_take_the_fast_path(argv: list[str], fast: b
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CFBAN_", "CLOUDFLARE_"))}
+    env = clean_env()
     env.update(CFBAN_CONFIG=str(tmp_path / "none.toml"), CFBAN_STATE_DIR=str(tmp_path / "s"))
     (tmp_path / "none.toml").write_text("[realip]\nallow_test_nets = true\n")
     return subprocess.run(

@@ -18,10 +18,10 @@ from cfban.state import PastBan, StateStore
 from cfban.watch import Daemon, WatchOptions
 from tests.cfemu.plugin import ServedEmulator
 from tests.support.intake import write_config
+from tests.support.logs import PROBE
 from tests.support.waiting import wait_until
 
 IP = "198.51.100.77"
-LINE = '{ip} - - [{date}] "GET /.env HTTP/1.1" 404 153 "-" "curl/8"\n'
 
 
 class Run:
@@ -54,7 +54,7 @@ def _offend(log: Path, state: Path) -> float:
     stamp = int(time.time())
     date = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(stamp))
     with log.open("a") as handle:
-        handle.write(LINE.format(ip=IP, date=date))
+        handle.write(PROBE.format(ip=IP, date=date))
     wait_until(lambda: len(_history(state)) == before + 1, timeout=20)
     ban = _history(state)[-1]
     assert ban.expires_at is not None

@@ -24,9 +24,9 @@ from tests.support.intake import (
     wait_for_deliverer,
     write_config,
 )
+from tests.support.logs import PROBE
 
 BANTIME = 3600
-LINE = '{ip} - - [{date}] "GET /.env HTTP/1.1" 404 153 "-" "curl/8"\n'
 JAILS = (
     '[jails.one]\nfilter = "nginx-probes"\nlogpath = ["{logs}/one.log"]\nmaxretry = 1\n'
     f"bantime = {BANTIME}\n"
@@ -85,7 +85,7 @@ def _daemon(conf: Path, bans: list[tuple[str, str]]) -> None:
     date = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
     for jail in ("one", "two"):
         (logs / f"{jail}.log").write_text(
-            "".join(LINE.format(ip=ip, date=date) for ip, j in bans if j == jail)
+            "".join(PROBE.format(ip=ip, date=date) for ip, j in bans if j == jail)
         )
     settings = load_settings(conf, env={})
     Daemon(settings, WatchOptions(from_start=True, exit_idle=0.5, poll=0.05)).run()
