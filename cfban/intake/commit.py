@@ -48,6 +48,21 @@ class Released:
     queued: bool
 
 
+def make_guard(
+    rules: Rules, jail: str | None, ranges: CloudflareRanges, stats: GuardStats | None = None
+) -> BanGuard:
+    """The never-ban guard of ``jail`` under ``rules`` (the one way a guard is configured)."""
+    return BanGuard(
+        ranges,
+        ignoreip=rules.ignoreip,
+        jail_ignoreip=rules.jail(jail).ignoreip,
+        jail=jail,
+        allow_test_nets=rules.allow_test_nets,
+        ipv6_prefix=rules.ipv6_prefix,
+        stats=stats,
+    )
+
+
 class Intake:
     """Guards, plans and commits bans for one state store under one set of rules."""
 
@@ -73,16 +88,7 @@ class Intake:
         if guard is None:
             if self._ranges is None:
                 self._ranges = load_ranges_at(self.rules.state_dir)
-            rules = self.rules
-            guard = self._guards[jail] = BanGuard(
-                self._ranges,
-                ignoreip=rules.ignoreip,
-                jail_ignoreip=rules.jail(jail).ignoreip,
-                jail=jail,
-                allow_test_nets=rules.allow_test_nets,
-                ipv6_prefix=rules.ipv6_prefix,
-                stats=self._stats,
-            )
+            guard = self._guards[jail] = make_guard(self.rules, jail, self._ranges, self._stats)
         return guard
 
     def plan(

@@ -185,17 +185,16 @@ class BanGuard:
         ranges: CloudflareRanges | None = None,
         stats: GuardStats | None = None,
     ) -> BanGuard:
-        """The guard for ``jail`` (``None``: no jail), with the ranges in use."""
-        jail_settings = settings.jails.get(jail) if jail is not None else None
-        return cls(
-            ranges if ranges is not None else load_ranges(settings),
-            ignoreip=settings.ignoreip,
-            jail_ignoreip=jail_settings.ignoreip if jail_settings is not None else (),
-            jail=jail,
-            allow_test_nets=settings.realip.allow_test_nets,
-            ipv6_prefix=settings.cloudflare.ipv6_prefix,
-            stats=stats,
-        )
+        """The guard for ``jail`` (``None``: no jail), with the ranges in use; configured as
+        every way in configures it (:func:`cfban.intake.commit.make_guard`).
+
+        Raises:
+            ConfigError: the token file cannot be read.
+        """
+        from cfban.intake.commit import make_guard
+
+        ranges = ranges if ranges is not None else load_ranges(settings)
+        return make_guard(settings.rules(), jail, ranges, stats)
 
     def _find(self, target: Address | Network) -> tuple[_Category, Network | None] | None:
         """The first protected category ``target`` hits, and the banned block if that hit."""

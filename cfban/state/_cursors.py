@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from cfban.state import _bans
@@ -30,13 +30,8 @@ class CursorLike(Protocol):
     def head(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class StoredCursor:
-    """A cursor as stored."""
-
-    inode: int
-    offset: int
-    head: str
+#: A cursor as stored: (inode, offset, hash of the head).
+StoredCursor = tuple[int, int, str]
 
 
 @dataclass(frozen=True)
@@ -53,9 +48,7 @@ def load_cursors(conn: sqlite3.Connection) -> dict[str, StoredCursor]:
     """Every stored cursor, by path."""
     rows = conn.execute("SELECT path, inode, offset, head_hash FROM cursors").fetchall()
     return {
-        row["path"]: StoredCursor(
-            int(row["inode"] or 0), int(row["offset"]), row["head_hash"] or ""
-        )
+        row["path"]: (int(row["inode"] or 0), int(row["offset"]), row["head_hash"] or "")
         for row in rows
     }
 
@@ -70,14 +63,7 @@ def commit_batch(
     add was queued."""
     queued: list[str] = []
     for hold in holds:
-        if _bans.hold(
-            conn,
-            address=hold.address,
-            target=hold.target,
-            jail=hold.jail,
-            expires_at=hold.expires_at,
-            now=now,
-        ):
+        if _bans.hold(conn, now=now, **asdict(hold)):
             queued.append(hold.target)
     conn.executemany(
         "INSERT INTO cursors (path, inode, offset, head_hash, updated_at) "

@@ -172,7 +172,7 @@ class Daemon:
         self._intake = self._make_intake(service)
         try:
             cursors = service.store.cursors()
-            self._attach_files({p: Cursor(c.inode, c.offset, c.head) for p, c in cursors.items()})
+            self._attach_files({path: Cursor(*stored) for path, stored in cursors.items()})
             watcher = Watcher({p.parent for j in self.jails for p in map(Path, j.logpaths)})
             delivery.start()
             self._loop(service, watcher)
