@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cfban.clock import Clock, SystemClock
 from cfban.config import Settings
 from cfban.errors import CfbanError, StateError
 from cfban.intake.commit import Intake
-from cfban.intake.rules import Rules
+from cfban.rules import Rules
 from cfban.state import BanView, StateStore, later
 from cfban.targets import unban_target
 
@@ -119,6 +120,11 @@ class BanService:
         if self._store is None:
             self._store = StateStore.open(self.settings.resolved_state_dir, self.clock)
         return self._store
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the state lives."""
+        return self.settings.resolved_state_dir
 
     @property
     def rules(self) -> Rules:

@@ -4,13 +4,37 @@ backend's token, permissions and resources, each as one :class:`Check`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from cfban.errors import CfbanError
 
 if TYPE_CHECKING:
-    from cfban.bans import BanService
     from cfban.config import Settings
+
+
+class _Store(Protocol):
+    @property
+    def path(self) -> Path: ...
+
+    def depth(self) -> dict[str, int]: ...
+
+
+class _Backend(Protocol):
+    def check(self) -> list[tuple[str, bool, str]]: ...
+
+
+class Checked(Protocol):
+    """What the checks look at (a :class:`cfban.bans.BanService`)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def store(self) -> _Store: ...
+
+    @property
+    def backend(self) -> _Backend: ...
 
 
 @dataclass(frozen=True)
@@ -22,7 +46,7 @@ class Check:
     detail: str
 
 
-def run_checks(service: BanService) -> list[Check]:
+def run_checks(service: Checked) -> list[Check]:
     """Checks of the configuration, the state, the logs and the backend, in that order."""
     settings = service.settings
     checks = [Check("configuration", True, f"read from {settings.source}")]

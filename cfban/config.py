@@ -39,8 +39,8 @@ from pydantic import (
 
 from cfban.durations import DEFAULT_BANTIME, parse_duration
 from cfban.errors import ConfigError
-from cfban.intake.rules import DEFAULT_MAX_QUEUE_AGE, JailRules, Recidive, Rules
 from cfban.paths import DEFAULT_CONFIG_PATH, default_state_dir
+from cfban.rules import DEFAULT_MAX_QUEUE_AGE, JailRules, Recidive, Rules
 
 DEFAULT_API_URL = "https://api.cloudflare.com/client/v4"
 

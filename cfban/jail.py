@@ -14,7 +14,7 @@ starts at the time of the last failure (as fail2ban's ban end = last failure + b
 
 Repeat offenders: with ``bantime_factor > 1`` the n-th ban of an address lasts
 ``bantime * factor ** (n - 1)``, capped at ``bantime_maxtime``
-(:func:`cfban.intake.rules.grown`, the formula every way in uses); ``previous_bans`` says how
+(:func:`cfban.rules.grown`, the formula every way in uses); ``previous_bans`` says how
 many bans the address had (the daemon reads them from the state's ban history, so growth
 survives restarts).
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cfban.intake.rules import grown
+from cfban.rules import grown
 
 #: A log time further than this from "now" is replaced by now while tailing live (fail2ban's rule).
 LIVE_SKEW = 60.0

@@ -13,7 +13,7 @@ import pytest
 
 from cfban.clock import SystemClock
 from cfban.config import load_settings
-from cfban.intake.rules import JailRules, Recidive, Rules
+from cfban.rules import JailRules, Recidive, Rules
 from cfban.state import PastBan, StateStore
 from cfban.watch import Daemon, WatchOptions
 from tests.cfemu.plugin import ServedEmulator

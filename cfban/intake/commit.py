@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from cfban.intake.rules import MANUAL_JAIL, Rules
 from cfban.realip import BanGuard, CloudflareRanges, GuardStats, load_ranges_at
+from cfban.rules import MANUAL_JAIL, Rules
 from cfban.state import CursorLike, Hold, StateStore
 from cfban.targets import ban_target, unban_target
 
@@ -48,21 +48,6 @@ class Released:
     queued: bool
 
 
-def make_guard(
-    rules: Rules, jail: str | None, ranges: CloudflareRanges, stats: GuardStats | None = None
-) -> BanGuard:
-    """The never-ban guard of ``jail`` under ``rules`` (the one way a guard is configured)."""
-    return BanGuard(
-        ranges,
-        ignoreip=rules.ignoreip,
-        jail_ignoreip=rules.jail(jail).ignoreip,
-        jail=jail,
-        allow_test_nets=rules.allow_test_nets,
-        ipv6_prefix=rules.ipv6_prefix,
-        stats=stats,
-    )
-
-
 class Intake:
     """Guards, plans and commits bans for one state store under one set of rules."""
 
@@ -88,7 +73,8 @@ class Intake:
         if guard is None:
             if self._ranges is None:
                 self._ranges = load_ranges_at(self.rules.state_dir)
-            guard = self._guards[jail] = make_guard(self.rules, jail, self._ranges, self._stats)
+            guard = BanGuard.from_rules(self.rules, jail, self._ranges, self._stats)
+            self._guards[jail] = guard
         return guard
 
     def plan(

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from cfban.errors import RefusedError
 from cfban.intake.commit import refused_message
@@ -21,11 +23,43 @@ from cfban.intake.spool import done, is_request, read_entries, spool_dir
 from cfban.state import Hold
 
 if TYPE_CHECKING:
-    from cfban.bans import BanService
+    from cfban.clock import Clock
+    from cfban.intake.commit import Intake
+    from cfban.state import StateStore
 
 log = logging.getLogger(__name__)
 
 POLL = 0.05
+
+
+class DeliveryRound(Protocol):
+    """What one delivery round reports (a :class:`cfban.delivery.DeliveryReport`)."""
+
+    @property
+    def added(self) -> Sequence[str]: ...
+
+    @property
+    def removed(self) -> Sequence[str]: ...
+
+    @property
+    def errors(self) -> Sequence[str]: ...
+
+
+class DeliveringService(Protocol):
+    """What the deliverer needs (a :class:`cfban.bans.BanService`)."""
+
+    clock: Clock
+
+    @property
+    def state_dir(self) -> Path: ...
+
+    @property
+    def store(self) -> StateStore: ...
+
+    @property
+    def intake(self) -> Intake: ...
+
+    def deliver(self, *, deadline: float | None) -> DeliveryRound: ...
 
 
 @dataclass
@@ -40,14 +74,14 @@ class LingerReport:
     another_running: bool = False
 
 
-def ingest_spool(service: BanService, report: LingerReport) -> int:
+def ingest_spool(service: DeliveringService, report: LingerReport) -> int:
     """Commit the spool's requests to the state through the one commit path; return how many
     were taken. Consecutive bans are committed in one transaction.
 
     Raises:
         StateError: the state database failed (the requests stay in the spool).
     """
-    entries = list(read_entries(spool_dir(service.settings.resolved_state_dir)))
+    entries = list(read_entries(spool_dir(service.state_dir)))
     if not entries:
         return 0
     intake = service.intake
@@ -74,8 +108,8 @@ def ingest_spool(service: BanService, report: LingerReport) -> int:
     return len(entries)
 
 
-def _pending(service: BanService) -> bool:
-    directory = spool_dir(service.settings.resolved_state_dir)
+def _pending(service: DeliveringService) -> bool:
+    directory = spool_dir(service.state_dir)
     try:
         spooled = any(is_request(name) for name in os.listdir(directory))
     except FileNotFoundError:
@@ -83,14 +117,14 @@ def _pending(service: BanService) -> bool:
     return spooled or service.store.due_count() > 0
 
 
-def linger(service: BanService, seconds: float) -> LingerReport:
+def linger(service: DeliveringService, seconds: float) -> LingerReport:
     """Ingest and deliver until nothing happened for ``seconds``; see the module docstring.
 
     Raises:
         StateError: the state database failed.
     """
     report = LingerReport()
-    lock = deliverer_lock(service.settings.resolved_state_dir)
+    lock = deliverer_lock(service.state_dir)
     if not lock.acquire():
         report.another_running = True
         return report

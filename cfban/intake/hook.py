@@ -24,7 +24,7 @@ from cfban.durations import parse_duration
 from cfban.errors import CfbanError
 from cfban.intake import snapshot
 from cfban.intake.lock import deliverer_lock
-from cfban.intake.rules import Rules
+from cfban.rules import Rules
 
 #: Seconds a background deliverer waits for more work before it exits.
 LINGER = 5.0

@@ -3,7 +3,7 @@
 Two locks use it, for two different spans of time:
 
 * the **delivery lock** ``STATE_DIR/deliver.lock``, held for one delivery round, so that
-  only one process sends to Cloudflare at a time (:mod:`cfban.delivery`);
+  only one process sends to Cloudflare at a time (the outbox's draining);
 * the **deliverer lock** ``STATE_DIR/spool/.deliverer.lock``, held for the whole life of a
   background ``cfban deliver --linger``, so that one deliverer runs per state directory and a
   hook can tell whether it must start one.

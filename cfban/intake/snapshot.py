@@ -1,7 +1,7 @@
 """The validated rules, cached for the hook's fast path: ``STATE_DIR/rules.json``.
 
 The full command validates the configuration (pydantic, :mod:`cfban.config`) and then writes
-the :class:`~cfban.intake.rules.Rules` it yields, together with a *fingerprint* of what it
+the :class:`~cfban.rules.Rules` it yields, together with a *fingerprint* of what it
 read: the configuration file's path and bytes and every environment variable the
 configuration reads. The fast path computes the same fingerprint (standard library only)
 and uses the snapshot only when it matches; anything else — no snapshot yet, an edited file,
@@ -19,8 +19,8 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from cfban.intake.rules import Rules
 from cfban.paths import DEFAULT_CONFIG_PATH, default_state_dir
+from cfban.rules import Rules
 
 SNAPSHOT_FILE = "rules.json"
 #: Every environment variable the configuration reads (see :mod:`cfban.config`).

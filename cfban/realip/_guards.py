@@ -42,6 +42,7 @@ from cfban.realip._ranges import CloudflareRanges, load_ranges
 
 if TYPE_CHECKING:
     from cfban.config import Settings
+    from cfban.rules import Rules
 
 __all__ = ["SPECIAL_RANGES", "TEST_NET_REASONS", "BanGuard", "GuardRefusal", "GuardStats"]
 
@@ -185,16 +186,28 @@ class BanGuard:
         ranges: CloudflareRanges | None = None,
         stats: GuardStats | None = None,
     ) -> BanGuard:
-        """The guard for ``jail`` (``None``: no jail), with the ranges in use; configured as
-        every way in configures it (:func:`cfban.intake.commit.make_guard`).
+        """The guard for ``jail`` (``None``: no jail), with the ranges in use.
 
         Raises:
             ConfigError: the token file cannot be read.
         """
-        from cfban.intake.commit import make_guard
-
         ranges = ranges if ranges is not None else load_ranges(settings)
-        return make_guard(settings.rules(), jail, ranges, stats)
+        return cls.from_rules(settings.rules(), jail, ranges, stats)
+
+    @classmethod
+    def from_rules(
+        cls, rules: Rules, jail: str | None, ranges: CloudflareRanges, stats: GuardStats | None
+    ) -> BanGuard:
+        """The guard for ``jail`` under the ban rules every way in applies."""
+        return cls(
+            ranges,
+            ignoreip=rules.ignoreip,
+            jail_ignoreip=rules.jail(jail).ignoreip,
+            jail=jail,
+            allow_test_nets=rules.allow_test_nets,
+            ipv6_prefix=rules.ipv6_prefix,
+            stats=stats,
+        )
 
     def _find(self, target: Address | Network) -> tuple[_Category, Network | None] | None:
         """The first protected category ``target`` hits, and the banned block if that hit."""

@@ -2,8 +2,9 @@
 
 :class:`Rules` holds what committing a ban needs (state dir, IPv6 prefix, never-ban lists,
 each jail's bantime and growth, the recidive rule). The full configuration
-(:mod:`cfban.config`, pydantic) builds it with ``Settings.rules()``; the hook's fast path,
-which must not load pydantic, reads the same snapshot from ``STATE_DIR/rules.json``, written
+(:mod:`cfban.config`, pydantic) builds it with ``Settings.rules()``; every way in commits
+through :class:`cfban.intake.commit.Intake` under it. The hook's fast path, which must not
+load pydantic, reads the same snapshot from ``STATE_DIR/rules.json``, written
 by the full command after it validated the configuration (see :mod:`cfban.intake.snapshot`).
 So there is one schema and one reader; the snapshot is only its cached result.
 
