@@ -90,3 +90,19 @@ def test_the_hook_as_a_process_rejects_what_it_once_accepted(tmp_path: Path) -> 
     assert cli.returncode == again.returncode == EXIT_CONFIG
     assert again.stderr == cli.stderr and "ipv6_prefix" in cli.stderr
     assert "2600:1000::/20" not in again.stdout + again.stderr
+
+
+def test_an_unreadable_token_file_is_rejected_by_the_hook_too(tmp_path: Path) -> None:
+    conf = tmp_path / "cfban.toml"
+    token = tmp_path / "token"
+    token.write_text("a-token\n")
+    token.chmod(0o600)
+    _write(conf, GOOD + '[cloudflare]\napi_token_file = "token"\napi_url = "http://127.0.0.1:9"\n')
+    env = clean_env(CFBAN_STATE_DIR=str(tmp_path / "state"))
+    hook = ("--config", str(conf), "ban", "203.0.113.9", "--jail", "j", "--background")
+    assert cfban_process("--config", str(conf), "list", env=env).returncode == 0
+    token.write_text("")  # emptied: the configuration no longer yields a token
+    cli = cfban_process("--config", str(conf), "ban", "203.0.113.9", "--jail", "j", env=env)
+    again = cfban_process(*hook, env=env)
+    assert cli.returncode == again.returncode == EXIT_CONFIG
+    assert again.stderr == cli.stderr and "is empty" in cli.stderr

@@ -3,7 +3,8 @@
 The full command validates the configuration (pydantic, :mod:`cfban.config`) and then writes
 the :class:`~cfban.rules.Rules` it yields, together with a *fingerprint* of what it
 read: the configuration file's path and bytes and every environment variable the
-configuration reads. The fast path computes the same fingerprint (standard library only)
+configuration reads, and the state of the token file it names (readable, changed). The fast
+path computes the same fingerprint (standard library only)
 and uses the snapshot only when it matches; anything else — no snapshot yet, an edited file,
 another environment, a file it cannot read — hands the call to the full command, which
 validates afresh and rejects a bad configuration with the same message and exit 78 as every
@@ -18,6 +19,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from cfban.paths import DEFAULT_CONFIG_PATH, default_state_dir
 from cfban.rules import Rules
@@ -45,37 +47,59 @@ def config_file(path: Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:
     return DEFAULT_CONFIG_PATH, False
 
 
-def _inputs(path: Path | None, env: Mapping[str, str]) -> tuple[str, bytes] | None:
-    """The fingerprint of what the configuration is read from, and the file's bytes."""
+def _inputs(path: Path | None, env: Mapping[str, str]) -> tuple[str, Path | None] | None:
+    """The fingerprint of what the configuration is read from, and where the state is as
+    the configuration will say (None: not simply told); None when the file cannot be read
+    as TOML (the full command says why)."""
     file, explicit = config_file(path, env)
     try:
         data = file.read_bytes()
+        table = tomllib.loads(data.decode("utf-8")) if data else {}
     except FileNotFoundError:
         if explicit:
-            return None  # the full command says that the file is missing
-        data = b""
-    except OSError:
+            return None
+        data, table = b"", {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
     digest = hashlib.sha256()
     digest.update(str(file.absolute()).encode() + b"\0" + data + b"\0")
     for key in ENV_KEYS:
         digest.update(f"{key}={env.get(key, '')}\0".encode())
-    return digest.hexdigest(), data
+    # a token file that became unreadable or empty changes what the full command says
+    digest.update(_token_file_state(file, table, env).encode())
+    return digest.hexdigest(), _state_dir(file, table, env)
 
 
-def _state_dir(file: Path, data: bytes, env: Mapping[str, str]) -> Path | None:
-    """Where the state is, as the configuration will say (None: cannot tell simply)."""
+def _relative(file: Path, value: str) -> Path:
+    """A path written in the configuration file: relative to the file."""
+    return Path(value) if Path(value).is_absolute() else file.parent.resolve() / value
+
+
+def _token_file_state(file: Path, table: dict[str, Any], env: Mapping[str, str]) -> str:
+    cloudflare = table.get("cloudflare")
+    written = cloudflare.get("api_token_file") if isinstance(cloudflare, dict) else None
+    if env.get("CFBAN_API_TOKEN_FILE"):
+        token_file = Path(env["CFBAN_API_TOKEN_FILE"])
+    elif isinstance(written, str) and written:
+        token_file = _relative(file, written)
+    else:
+        return "no token file"
+    try:
+        found = token_file.stat()
+    except OSError as exc:
+        return f"token file: {exc.errno}"
+    return f"token file: {found.st_mtime_ns} {found.st_size} {os.access(token_file, os.R_OK)}"
+
+
+def _state_dir(file: Path, table: dict[str, Any], env: Mapping[str, str]) -> Path | None:
     if env.get("CFBAN_STATE_DIR"):
         return Path(env["CFBAN_STATE_DIR"])
-    try:
-        value = tomllib.loads(data.decode("utf-8")).get("state_dir") if data else None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return None
+    value = table.get("state_dir")
     if value is None:
         return default_state_dir()
     if not isinstance(value, str) or not value:
         return None
-    return Path(value) if Path(value).is_absolute() else file.parent.resolve() / value
+    return _relative(file, value)
 
 
 def load(path: Path | None, env: Mapping[str, str]) -> Rules | None:
@@ -83,8 +107,7 @@ def load(path: Path | None, env: Mapping[str, str]) -> Rules | None:
     found = _inputs(path, env)
     if found is None:
         return None
-    fingerprint, data = found
-    state_dir = _state_dir(config_file(path, env)[0], data, env)
+    fingerprint, state_dir = found
     if state_dir is None:
         return None
     try:
