@@ -381,4 +381,4 @@ class BanService:
         """Checks of the configuration, the state, the logs and the backend."""
         from cfban.checks import run_checks
 
-        return run_checks(self)
+        return run_checks(self.settings, lambda: self.store, lambda: self.backend)

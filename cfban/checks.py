@@ -3,38 +3,16 @@ backend's token, permissions and resources, each as one :class:`Check`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from cfban.errors import CfbanError
 
 if TYPE_CHECKING:
+    from cfban.cloudflare import Backend
     from cfban.config import Settings
-
-
-class _Store(Protocol):
-    @property
-    def path(self) -> Path: ...
-
-    def depth(self) -> dict[str, int]: ...
-
-
-class _Backend(Protocol):
-    def check(self) -> list[tuple[str, bool, str]]: ...
-
-
-class Checked(Protocol):
-    """What the checks look at (a :class:`cfban.bans.BanService`)."""
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def store(self) -> _Store: ...
-
-    @property
-    def backend(self) -> _Backend: ...
+    from cfban.state import StateStore
 
 
 @dataclass(frozen=True)
@@ -46,23 +24,25 @@ class Check:
     detail: str
 
 
-def run_checks(service: Checked) -> list[Check]:
-    """Checks of the configuration, the state, the logs and the backend, in that order."""
-    settings = service.settings
+def run_checks(
+    settings: Settings, store: Callable[[], StateStore], backend: Callable[[], Backend]
+) -> list[Check]:
+    """Checks of the configuration, the state (``store`` opens it), the logs and the backend
+    (``backend`` builds it), in that order."""
     checks = [Check("configuration", True, f"read from {settings.source}")]
     warning = settings.token_file_warning()
     if warning is not None:
         checks.append(Check("token file", False, warning))
     try:
-        depth = service.store.depth()
+        depth = store().depth()
     except CfbanError as exc:
         checks.append(Check("state", False, str(exc)))
     else:
         queued = f"{depth['add']} adds, {depth['remove']} removes queued"
-        checks.append(Check("state", True, f"{service.store.path} ({queued})"))
+        checks.append(Check("state", True, f"{store().path} ({queued})"))
     checks.extend(_log_checks(settings))
     try:
-        checks.extend(Check(*item) for item in service.backend.check())
+        checks.extend(Check(*item) for item in backend().check())
     except CfbanError as exc:
         checks.append(Check("cloudflare", False, str(exc)))
     return checks

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from cfban.realip import BanGuard, CloudflareRanges, GuardStats, load_ranges_at
 from cfban.rules import MANUAL_JAIL, Rules
-from cfban.state import CursorLike, Hold, StateStore
+from cfban.state import Hold, StateStore, StoredCursor
 from cfban.targets import ban_target, unban_target
 
 
@@ -115,7 +115,7 @@ class Intake:
         return Committed(hold, seconds, queued)
 
     def commit(
-        self, holds: Sequence[Hold], cursors: Mapping[str, CursorLike] | None = None
+        self, holds: Sequence[Hold], cursors: Mapping[str, StoredCursor] | None = None
     ) -> list[str]:
         """Commit planned holds (with the daemon's cursors) in one transaction; return the
         targets whose add was queued.

@@ -10,7 +10,7 @@ and the replay after it is harmless because every backend call is idempotent.
 from __future__ import annotations
 
 from cfban.state._bans import Desired, later
-from cfban.state._cursors import CursorLike, Hold, StoredCursor
+from cfban.state._cursors import Hold, StoredCursor
 from cfban.state._db import DB_FILENAME, Database
 from cfban.state._history import DeliveryRecord, PastBan
 from cfban.state._migrations import MIGRATIONS, applied, migrate
@@ -22,7 +22,6 @@ __all__ = [
     "DRY_RUN_PREFIX",
     "MIGRATIONS",
     "AddJob",
-    "CursorLike",
     "BanView",
     "Database",
     "DeliveryRecord",

@@ -2,9 +2,8 @@
 
 :func:`commit_batch` writes a batch of holds and the cursors just past the lines that decided
 them in one transaction: after a crash the daemon resumes exactly after the last committed
-line, so no line is counted twice and no decided ban is lost. A cursor is stored as the three
-numbers the tailer gives (inode, offset, hash of the head); the state does not know the
-tailer itself.
+line, so no line is counted twice and no decided ban is lost. A cursor is stored as what the
+tailer gives (inode, offset, hash of the head); the state does not know the tailer itself.
 """
 
 from __future__ import annotations
@@ -12,23 +11,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Protocol
 
 from cfban.state import _bans
-
-
-class CursorLike(Protocol):
-    """Where reading of one file stands (the tailer's cursor has these fields)."""
-
-    @property
-    def inode(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def head(self) -> str: ...
-
 
 #: A cursor as stored: (inode, offset, hash of the head).
 StoredCursor = tuple[int, int, str]
@@ -57,7 +41,7 @@ def commit_batch(
     conn: sqlite3.Connection,
     now: float,
     holds: Sequence[Hold],
-    cursors: Mapping[str, CursorLike],
+    cursors: Mapping[str, StoredCursor],
 ) -> list[str]:
     """Commit ``holds`` and ``cursors`` in the caller's transaction; return the targets whose
     add was queued."""
@@ -70,6 +54,6 @@ def commit_batch(
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET inode = excluded.inode, "
         "offset = excluded.offset, head_hash = excluded.head_hash, "
         "updated_at = excluded.updated_at",
-        [(p, c.inode, c.offset, c.head, now) for p, c in cursors.items()],
+        [(path, *cursor, now) for path, cursor in cursors.items()],
     )
     return queued

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from cfban.clock import Clock
 from cfban.state import _bans, _cursors, _history, _outbox
-from cfban.state._cursors import CursorLike, Hold, StoredCursor
+from cfban.state._cursors import Hold, StoredCursor
 from cfban.state._db import Database
 from cfban.state._migrations import migrate
 from cfban.state._outbox import OpKind, OutboxOp
@@ -99,7 +99,7 @@ class StateStore:
             )
 
     def commit_holds(
-        self, holds: Sequence[Hold], cursors: Mapping[str, CursorLike] | None = None
+        self, holds: Sequence[Hold], cursors: Mapping[str, StoredCursor] | None = None
     ) -> list[str]:
         """Commit ``holds`` (and the daemon's ``cursors``) in one transaction; return the
         targets whose add was queued.

@@ -30,7 +30,7 @@ from cfban.errors import CfbanError
 from cfban.intake.commit import Intake
 from cfban.jail import BanDecision
 from cfban.realip import GuardStats, Resolver, load_ranges
-from cfban.state import Hold
+from cfban.state import Hold, StoredCursor
 from cfban.tailer import Cursor, Follower, Watcher
 from cfban.targets import ban_target
 from cfban.watch._jails import JailRuntime, build_jails
@@ -270,7 +270,8 @@ class Daemon:
                 except CfbanError as exc:
                     self.metrics.bad_lines += 1
                     log.warning("%s: a line could not be processed: %s", path, exc)
-            queued = self._commit(holds, {str(path): lines[-1].cursor})
+            end = lines[-1].cursor
+            queued = self._commit(holds, {str(path): (end.inode, end.offset, end.head)})
             for hold in holds:
                 seen = "" if hold.target == hold.address else f" (seen as {hold.address})"
                 log.info("ban %s%s by jail %s", hold.target, seen, hold.jail)
@@ -293,7 +294,7 @@ class Daemon:
             return None  # a ban from an old log line that would already have ended
         return hold
 
-    def _commit(self, holds: list[Hold], cursors: dict[str, Cursor]) -> list[str]:
+    def _commit(self, holds: list[Hold], cursors: dict[str, StoredCursor]) -> list[str]:
         assert self._intake is not None
         return self._intake.commit(holds, cursors)
 
