@@ -8,7 +8,8 @@ load pydantic, reads the same snapshot from ``STATE_DIR/rules.json``, written
 by the full command after it validated the configuration (see :mod:`cfban.intake.snapshot`).
 So there is one schema and one reader; the snapshot is only its cached result.
 
-How long a ban lasts (:meth:`Rules.bantime`):
+How long a ban lasts (:meth:`Rules.bantime`, over the target's :func:`earlier_bans`; a
+request while the jail's ban still runs extends that ban, it is not a repeat):
 
 1. the bantime given with the ban (``--bantime``, fail2ban's ``bantime.increment`` result, a
    daemon decision) is used as given; else the jail's ``bantime``, grown for a repeat
@@ -140,6 +141,18 @@ class Rules:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True)
+
+
+def earlier_bans(history: Sequence[PastBanLike], jail: str, running: bool) -> list[PastBanLike]:
+    """The bans that came before a new one of ``jail``: while ``jail``'s ban of the target
+    still runs, a new request extends it, so that ban (its latest) is not an earlier one."""
+    past = list(history)
+    if running:
+        for index in range(len(past) - 1, -1, -1):
+            if past[index].jail == jail:
+                del past[index]
+                break
+    return past
 
 
 def grown(bantime: int, factor: float, maxtime: int | None, count: int) -> int:

@@ -13,6 +13,7 @@ import pytest
 
 from cfban.clock import SystemClock
 from cfban.config import load_settings
+from cfban.intake.commit import Intake
 from cfban.rules import JailRules, Recidive, Rules
 from cfban.state import PastBan, StateStore
 from cfban.watch import Daemon, WatchOptions
@@ -132,3 +133,25 @@ def test_bantime_rules() -> None:
     assert rules.bantime("other", None, two, 10) == 1000  # third ban within 100 s: recidive
     assert rules.bantime("other", None, two, 1000) == 600  # outside the window
     assert rules.bantime("j", -1, two, 10) == -1  # permanent stays permanent
+
+
+def test_a_request_while_banned_extends_and_is_no_repeat(tmp_path: Path) -> None:
+    """The same commit path for the CLI and the hook: a second ``cfban ban`` while the first
+    ban runs extends it (no growth, no history row); after an unban the next one grows."""
+    rules = Rules(
+        state_dir=tmp_path,
+        allow_test_nets=True,
+        jails={"j": JailRules(bantime=4, bantime_factor=3, bantime_maxtime=50)},
+        recidive=Recidive(bans=3, findtime=3600, bantime=1000),
+    )
+    with StateStore.open(tmp_path, SystemClock()) as store:
+        intake = Intake(rules, store)
+        assert intake.ban(IP, "j").bantime == 4
+        assert intake.ban(IP, "j").bantime == 4  # still banned: an extension
+        assert len(store.past_bans(IP)) == 1
+        intake.unban(IP, "j")
+        assert intake.ban(IP, "j").bantime == 12
+        intake.unban(IP, "j")
+        assert intake.ban(IP, "j").bantime == 1000  # the third within the hour: recidive
+        assert intake.ban(IP, "j").bantime == 1000  # extending it stays the same
+        assert len(store.past_bans(IP)) == 3

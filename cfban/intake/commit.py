@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cfban.realip import BanGuard, CloudflareRanges, GuardStats, load_ranges_at
-from cfban.rules import MANUAL_JAIL, Rules
+from cfban.rules import MANUAL_JAIL, PastBanLike, Rules, earlier_bans
 from cfban.state import Hold, StateStore, StoredCursor
 from cfban.targets import ban_target, unban_target
 
@@ -96,12 +96,16 @@ class Intake:
         target = ban_target(address, self.rules.ipv6_prefix)
         self.guard(jail).check(target.address)
         now = self._now()
-        history = self.store.past_bans(target.target)
-        seconds = self.rules.bantime(jail, bantime, history, now)
+        name = jail or MANUAL_JAIL
+        seconds = self.rules.bantime(jail, bantime, self.earlier_bans(target.target, name), now)
         begin = now if start is None else start
         expires = None if seconds < 0 else begin + seconds
-        name = jail or MANUAL_JAIL
         return Hold(target.address, target.target, name, expires), seconds
+
+    def earlier_bans(self, target: str, jail: str) -> list[PastBanLike]:
+        """The target's bans before a new one of ``jail`` (see :func:`earlier_bans`)."""
+        running = self.store.holding(target, jail, self._now())
+        return earlier_bans(self.store.past_bans(target), jail, running)
 
     def ban(self, address: str, jail: str | None, bantime: float | None = None) -> Committed:
         """Guard, plan and commit one ban.

@@ -114,6 +114,15 @@ class StateStore:
         """Every stored tailer cursor, by path."""
         return self._read(_cursors.load_cursors)
 
+    def holding(self, target: str, jail: str, now: float) -> bool:
+        """Whether ``jail`` holds ``target`` beyond ``now`` (its ban still runs)."""
+        rows = self.db.read(
+            "SELECT 1 FROM holders WHERE target = ? AND jail = ? "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            (target, jail, now),
+        )
+        return bool(rows)
+
     def past_bans(self, target: str) -> list[_history.PastBan]:
         """Every ban of ``target`` that started on this host, oldest first."""
         return self._read(lambda conn: _history.past_bans(conn, target))

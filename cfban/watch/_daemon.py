@@ -112,7 +112,7 @@ class Daemon:
         if self._intake is None:
             return 0
         target = ban_target(address, self.settings.cloudflare.ipv6_prefix).target
-        return sum(1 for past in self._intake.store.past_bans(target) if past.jail == jail)
+        return sum(1 for past in self._intake.earlier_bans(target, jail) if past.jail == jail)
 
     def _attach_files(self, cursors: dict[str, Cursor]) -> None:
         wanted: dict[Path, list[JailRuntime]] = {}
