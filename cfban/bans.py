@@ -1,11 +1,13 @@
-"""The ban operations the CLI (and fail2ban's hook) call: ban, unban, list, sync, deliver.
+"""The ban operations of the full command and the daemon: ban, unban, list, sync, deliver.
 
 :class:`BanService` ties the configuration, the state store and the Cloudflare backend
 together; each public method is one operation and returns a plain result for the caller to
-show. A ban is guarded (never-ban rules), committed to the state with its outbox operation,
-and only then sent, within ``[cloudflare] deliver_deadline`` seconds: whatever is not
-confirmed by then stays queued for the next run, so the caller can report success as soon as
-the ban is durably queued.
+show. A ban is committed through the one commit path (:class:`cfban.intake.commit.Intake`:
+guards, target, bantime, holders, outbox) and only then sent, within
+``[cloudflare] deliver_deadline`` seconds: whatever is not confirmed by then stays queued for
+the next run, so the caller can report success as soon as the ban is durably queued. Every
+delivery round is recorded in the state (:meth:`StateStore.record_delivery`), so a failing
+delivery shows in ``cfban status``, ``cfban health`` and the hook's warning.
 
 The backend (and with it httpx) is imported and built only when an operation talks to
 Cloudflare, which keeps ``cfban ban`` quick to start.
@@ -15,23 +17,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cfban.clock import Clock, SystemClock
 from cfban.config import Settings
-from cfban.durations import DEFAULT_BANTIME
+from cfban.errors import CfbanError, StateError
+from cfban.intake.commit import Intake
+from cfban.rules import Rules
 from cfban.state import BanView, StateStore, later
-from cfban.targets import BanTarget, ban_target, unban_target
+from cfban.targets import unban_target
 
 if TYPE_CHECKING:
     import httpx
 
+    from cfban.checks import Check
     from cfban.cloudflare import Backend, RemoteEntry
     from cfban.delivery import DeadlineClock, DeliveryReport
 
 __all__ = ["BanResult", "BanService", "SyncReport", "UnbanResult", "unban_target"]
 
-MANUAL_JAIL = "manual"
+# The list backend writes a whole batch in one bulk operation that takes about a second to
+# complete, whatever its size; batches of the default 100 made a burst of 1,000 bans wait
+# for ten such rounds. Its request cap is 1,000 items.
+LIST_BATCH = 1000
 
 Writer = Callable[[str], None]
 
@@ -86,14 +95,18 @@ class BanService:
         writer: Writer | None = None,
         on_dry_run: Callable[[], None] | None = None,
         request_timeout: float | None = None,
+        recorder: str = "cfban",
     ) -> None:
         self.settings = settings
+        self._recorder = recorder
         self.clock = clock or SystemClock()
         self._transport = transport
         self._writer = writer
         self._on_dry_run = on_dry_run
         self._request_timeout = request_timeout
         self._store: StateStore | None = None
+        self._intake: Intake | None = None
+        self._rules: Rules | None = None
         self._backend: Backend | None = None
         self._deadline_clock: DeadlineClock | None = None
 
@@ -109,6 +122,43 @@ class BanService:
         return self._store
 
     @property
+    def state_dir(self) -> Path:
+        """Where the state lives."""
+        return self.settings.resolved_state_dir
+
+    @property
+    def rules(self) -> Rules:
+        """The ban rules of the configuration.
+
+        Raises:
+            ConfigError: the token file cannot be read.
+        """
+        if self._rules is None:
+            self._rules = self.settings.rules()
+        return self._rules
+
+    @property
+    def intake(self) -> Intake:
+        """The one commit path, over this service's store."""
+        if self._intake is None:
+            self._intake = Intake(self.rules, self.store)
+        return self._intake
+
+    @property
+    def deadline_clock(self) -> DeadlineClock:
+        """The clock the backend waits on, which a delivery round bounds by its deadline."""
+        if self._deadline_clock is None:
+            from cfban.delivery import DeadlineClock
+
+            self._deadline_clock = DeadlineClock(self.clock)
+        return self._deadline_clock
+
+    @property
+    def batch_size(self) -> int | None:
+        """Operations per backend call: larger for the list backend (one bulk request each)."""
+        return LIST_BATCH if self.settings.cloudflare.backend == "list" else None
+
+    @property
     def backend(self) -> Backend:
         """The configured backend, built on first use (a dry run without a token).
 
@@ -117,17 +167,15 @@ class BanService:
         """
         if self._backend is None:
             from cfban.cloudflare import make_backend
-            from cfban.delivery import DeadlineClock
 
             settings = self.settings
             if self._request_timeout is not None:
                 timeout = min(settings.cloudflare.timeout, self._request_timeout)
                 cloudflare = settings.cloudflare.model_copy(update={"timeout": timeout})
                 settings = settings.model_copy(update={"cloudflare": cloudflare})
-            self._deadline_clock = DeadlineClock(self.clock)
             self._backend = make_backend(
                 settings,
-                clock=self._deadline_clock,
+                clock=self.deadline_clock,
                 state_dir=settings.resolved_state_dir,
                 transport=self._transport,
                 writer=self._writer,
@@ -153,25 +201,6 @@ class BanService:
 
     # -- operations --------------------------------------------------------------------------
 
-    def check_ban(self, address: str, jail: str | None) -> BanTarget:
-        """The target ``address`` would be banned as, after the never-ban guards.
-
-        Raises:
-            RefusedError: not an address, or an address cfban must never ban.
-        """
-        from cfban.realip import BanGuard
-
-        target = ban_target(address, self.settings.cloudflare.ipv6_prefix)
-        BanGuard.from_settings(self.settings, jail).check(target.address)
-        return target
-
-    def bantime(self, jail: str | None, bantime: int | None) -> int:
-        """The bantime to use: the given one, else the jail's, else the default."""
-        if bantime is not None:
-            return bantime
-        configured = self.settings.jails.get(jail) if jail else None
-        return configured.bantime if configured is not None else DEFAULT_BANTIME
-
     def ban(
         self,
         address: str,
@@ -180,30 +209,28 @@ class BanService:
         bantime: int | None = None,
         deliver: bool = True,
     ) -> BanResult:
-        """Guard, commit, then try to deliver within the configured deadline.
+        """Commit through the one commit path, then try to deliver within the deadline.
 
-        ``bantime`` is in seconds, negative for a permanent ban; None takes the jail's.
+        ``bantime`` is in seconds, negative for a permanent ban; None takes the jail's (grown
+        for a repeat offender).
 
         Raises:
             RefusedError: the address must not be banned (or is not an address).
             StateError: the ban could not be committed.
         """
-        target = self.check_ban(address, jail)
+        hold, _seconds = self.intake.plan(address, jail, bantime)
         if deliver:
             _ = self.backend  # a backend that cannot be built fails before the commit
-        seconds = self.bantime(jail, bantime)
-        expires = None if seconds < 0 else self.clock.now() + seconds
-        name = jail or MANUAL_JAIL
-        queued = self.store.hold(
-            address=target.address, target=target.target, jail=name, expires_at=expires
-        )
+        queued = bool(self.intake.commit([hold]))
         report = None
         if deliver:
             report = self.deliver(
-                deadline=self.settings.cloudflare.deliver_deadline, first=[target.target]
+                deadline=self.settings.cloudflare.deliver_deadline, first=[hold.target]
             )
-        delivered = self._state_of(target.target) == "delivered"
-        return BanResult(target.address, target.target, name, expires, queued, delivered, report)
+        delivered = self.store.state_of(hold.target) == "delivered"
+        return BanResult(
+            hold.address, hold.target, hold.jail, hold.expires_at, queued, delivered, report
+        )
 
     def unban(self, address: str, *, jail: str | None = None, deliver: bool = True) -> UnbanResult:
         """Release ``jail``'s hold (every hold, forcing removal, without a jail).
@@ -212,13 +239,13 @@ class BanService:
             RefusedError: ``address`` is not an address or target.
             StateError: the unban could not be committed.
         """
-        target = unban_target(address, self.settings.cloudflare.ipv6_prefix)
-        jails, queued = self.store.release(target, jail)
+        released = self.intake.unban(address, jail)
+        target, jails, queued = released.target, released.jails, released.queued
         report = None
         if deliver and queued:
             report = self.deliver(deadline=self.settings.cloudflare.deliver_deadline)
         kept = report is not None and target in report.kept
-        removed = queued and not kept and self._state_of(target) is None
+        removed = queued and not kept and self.store.state_of(target) is None
         return UnbanResult(target, tuple(jails), queued, removed, kept, report)
 
     def list_bans(self) -> list[BanView]:
@@ -245,7 +272,8 @@ class BanService:
         batch_size: int | None = None,
         progress: Writer | None = None,
     ) -> DeliveryReport:
-        """Drain the outbox now (see :func:`cfban.delivery.deliver`).
+        """Drain the outbox now (see :func:`cfban.delivery.deliver`) and record how it went
+        in the state's delivery record.
 
         Raises:
             StateError: the state database failed.
@@ -253,18 +281,38 @@ class BanService:
         """
         from cfban.delivery import DEFAULT_BATCH, deliver
 
-        backend = self.backend
-        assert self._deadline_clock is not None
-        return deliver(
-            self.store,
-            backend,
-            clock=self._deadline_clock,
-            state_dir=self.settings.resolved_state_dir,
-            deadline=deadline,
-            batch_size=batch_size or DEFAULT_BATCH,
-            first=first,
-            wait=wait,
-            progress=progress,
+        try:
+            report = deliver(
+                self.store,
+                self.backend,
+                clock=self.deadline_clock,
+                state_dir=self.settings.resolved_state_dir,
+                deadline=deadline,
+                batch_size=batch_size or self.batch_size or DEFAULT_BATCH,
+                first=first,
+                wait=wait,
+                progress=progress,
+            )
+        except CfbanError as exc:
+            if not isinstance(exc, StateError):
+                self._record(exc)
+            raise
+        if not report.locked:
+            failure = report.stopped or report.failure
+            if failure is not None or report.added or report.removed or report.refused:
+                self._record(failure)
+            elif self.store.delivery_record().failing and self.store.oldest_queued_at() is None:
+                self._record(None)  # everything that had failed has gone out meanwhile
+        return report
+
+    def _record(self, failure: BaseException | None) -> None:
+        if failure is None:
+            self.store.record_delivery(error=None, kind=None, fix=None, by=self._recorder)
+            return
+        hint = failure.hint if isinstance(failure, CfbanError) else None
+        message = failure.message if isinstance(failure, CfbanError) else str(failure)
+        self.store.record_delivery(
+            error=message, kind=type(failure).__name__, fix=hint, by=self._recorder
         )
 
     def sync(
@@ -329,54 +377,8 @@ class BanService:
         """
         return self.backend.setup()
 
-    def check(self) -> list[tuple[str, bool, str]]:
-        """Checks of the configuration, the state and the backend: (name, ok, detail)."""
-        from cfban.errors import CfbanError
+    def check(self) -> list[Check]:
+        """Checks of the configuration, the state, the logs and the backend."""
+        from cfban.checks import run_checks
 
-        settings = self.settings
-        checks = [("configuration", True, f"read from {settings.source}")]
-        warning = settings.token_file_warning()
-        if warning is not None:
-            checks.append(("token file", False, warning))
-        try:
-            depth = self.store.depth()
-        except CfbanError as exc:
-            checks.append(("state", False, str(exc)))
-        else:
-            checks.append(
-                (
-                    "state",
-                    True,
-                    f"{self.store.path} ({depth['add']} adds, {depth['remove']} removes queued)",
-                )
-            )
-        checks.extend(self._log_checks())
-        from cfban.origin import origin_checks  # is the origin reachable around Cloudflare?
-
-        checks.extend(origin_checks(settings))
-        try:
-            checks.extend(self.backend.check())
-        except CfbanError as exc:
-            checks.append(("cloudflare", False, str(exc)))
-        return checks
-
-    def _log_checks(self) -> list[tuple[str, bool, str]]:
-        """nginx real-IP sanity, from the last lines of every configured log."""
-        from cfban.realip import NetworkSet, load_ranges
-        from cfban.realip._logcheck import inspect_log
-        from cfban.tailer import expand_logpaths
-
-        settings = self.settings
-        ranges = load_ranges(settings)
-        trusted = NetworkSet([*ranges.networks.networks, *settings.realip.trusted_proxies])
-        patterns = [p for jail in settings.jails.values() if jail.enabled for p in jail.logpath]
-        checks: list[tuple[str, bool, str]] = []
-        for path in expand_logpaths(patterns):
-            findings = inspect_log(path, ranges.networks, trusted)
-            problems = findings.problems()
-            detail = "; ".join(problems) or f"last {findings.lines} lines name real clients"
-            checks.append((f"log {path}", not problems, detail))
-        return checks
-
-    def _state_of(self, target: str) -> str | None:
-        return self.store.state_of(target)
+        return run_checks(self.settings, lambda: self.store, lambda: self.backend)

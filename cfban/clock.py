@@ -1,4 +1,5 @@
-"""Time, injected: nothing else in cfban calls ``time.time()`` directly."""
+"""Time, injected: the logic takes a :class:`Clock`; only the spool writer (standard library
+only, like fail2ban's action that shares its format) stamps a request with ``time.time()``."""
 
 from __future__ import annotations
 

@@ -41,6 +41,7 @@ from pydantic import (
 from cfban.durations import DEFAULT_BANTIME, parse_duration
 from cfban.errors import ConfigError
 from cfban.paths import DEFAULT_CONFIG_PATH, default_state_dir
+from cfban.rules import DEFAULT_MAX_QUEUE_AGE, JailRules, Recidive, Rules
 
 DEFAULT_API_URL = "https://api.cloudflare.com/client/v4"
 
@@ -77,6 +78,8 @@ class CloudflareSettings(_Model):
     window_seconds: Duration = 300
     timeout: float = Field(default=10.0, gt=0)
     deliver_deadline: float = Field(default=3.0, ge=0)
+    #: ``cfban health`` fails when a queued operation has waited longer than this.
+    max_queue_age: Duration = Field(default=int(DEFAULT_MAX_QUEUE_AGE), ge=1)
 
     @property
     def zones(self) -> list[str]:
@@ -131,6 +134,22 @@ class OriginSettings(_Model):
     check: bool = True
 
 
+class RecidiveSettings(_Model):
+    """The ``[recidive]`` table: an address banned ``bans`` times (any jail) within
+    ``findtime`` gets ``bantime`` instead. ``bans = 0`` (the default) turns it off."""
+
+    bans: int = Field(default=0, ge=0)
+    findtime: Duration = Field(default=86400, ge=1)
+    bantime: Duration = 604800
+
+    @field_validator("bans")
+    @classmethod
+    def _at_least_two(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("must be 0 (off) or at least 2")
+        return value
+
+
 class Settings(_Model):
     """The whole configuration."""
 
@@ -141,7 +160,38 @@ class Settings(_Model):
     realip: RealIpSettings = Field(default_factory=RealIpSettings)
     jails: dict[str, JailSettings] = Field(default_factory=dict)
     origin: OriginSettings = Field(default_factory=OriginSettings)
+    recidive: RecidiveSettings = Field(default_factory=RecidiveSettings)
     source: str = "embedded defaults"
+
+    def rules(self) -> Rules:
+        """What committing a ban needs from this configuration (see :mod:`cfban.intake`).
+
+        Raises:
+            ConfigError: the token file cannot be read.
+        """
+        recidive = self.recidive
+        return Rules(
+            state_dir=self.resolved_state_dir,
+            ipv6_prefix=self.cloudflare.ipv6_prefix,
+            ignoreip=tuple(self.ignoreip),
+            allow_test_nets=self.realip.allow_test_nets,
+            dry_run=self.dry_run,
+            jails={
+                name: JailRules(
+                    bantime=jail.bantime,
+                    bantime_factor=jail.bantime_factor,
+                    bantime_maxtime=jail.bantime_maxtime,
+                    ignoreip=tuple(jail.ignoreip),
+                )
+                for name, jail in self.jails.items()
+            },
+            recidive=(
+                Recidive(recidive.bans, recidive.findtime, recidive.bantime)
+                if recidive.bans
+                else None
+            ),
+            max_queue_age=float(self.cloudflare.max_queue_age),
+        )
 
     @property
     def dry_run(self) -> bool:
@@ -201,19 +251,23 @@ _ENV_CLOUDFLARE = {
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     data = dict(raw)
-    cloudflare = dict(data.get("cloudflare") or {})
-    for var, key in _ENV_CLOUDFLARE.items():
-        if env.get(var):
-            cloudflare[key] = env[var]
-    if cloudflare:
-        data["cloudflare"] = cloudflare
+    overrides = {key: env[var] for var, key in _ENV_CLOUDFLARE.items() if env.get(var)}
+    if overrides:
+        data["cloudflare"] = _merged(data.get("cloudflare"), overrides)
     if env.get("CFBAN_STATE_DIR"):
         data["state_dir"] = env["CFBAN_STATE_DIR"]
     if env.get("CFBAN_ALLOW_TEST_NETS"):
-        realip = dict(data.get("realip") or {})
-        realip["allow_test_nets"] = env["CFBAN_ALLOW_TEST_NETS"]
-        data["realip"] = realip
+        allow = {"allow_test_nets": env["CFBAN_ALLOW_TEST_NETS"]}
+        data["realip"] = _merged(data.get("realip"), allow)
     return data
+
+
+def _merged(table: Any, overrides: dict[str, str]) -> Any:
+    """``table`` with ``overrides``; a value that is not a table is left for validation to
+    reject."""
+    if table is None:
+        return dict(overrides)
+    return {**table, **overrides} if isinstance(table, dict) else table
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -17,33 +17,29 @@ the answer, so a crash in between replays them: harmless, because ``add`` and ``
 idempotent. A remove whose ``not_after`` has passed is sent with ``not_after = now``: every
 hold that ended by now may go, and an entry someone holds beyond now stays.
 
-Only one process delivers at a time (an ``flock`` on ``STATE_DIR/deliver.lock``); another
+Only one process delivers at a time (the delivery lock of :mod:`cfban.intake.lock`); another
 one waits for it briefly, then leaves its operations queued for the holder of the lock (which
 keeps draining until nothing is due) and returns.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from cfban.clock import Clock
 from cfban.cloudflare import Backend, BanEntry
 from cfban.errors import AuthError, CfbanError, CloudflareError, ConfigError
+from cfban.intake.lock import delivery_lock
 from cfban.state import DRY_RUN_PREFIX, AddJob, OutboxOp, StateStore
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = "deliver.lock"
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 300.0
 DEFAULT_BATCH = 100
-LOCK_POLL = 0.05
 LOCK_WAIT = 0.5
 
 Progress = Callable[[str], None]
@@ -87,44 +83,6 @@ def backoff(attempts: int, retry_after: float | None = None) -> float:
     return wait
 
 
-class DeliveryLock:
-    """The process-level delivery lock (non-blocking ``flock``)."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / LOCK_FILE
-        self._fd: int | None = None
-
-    def acquire(self, clock: Clock | None = None, wait: float = 0.0) -> bool:
-        """Take the lock, polling for up to ``wait`` seconds on ``clock`` while another
-        process holds it; False when it is still held then."""
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-        give_up = clock.monotonic() + wait if clock is not None else None
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if clock is None or give_up is None or clock.monotonic() >= give_up:
-                    os.close(fd)
-                    return False
-                clock.sleep(LOCK_POLL)
-                continue
-            self._fd = fd
-            return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
-
-    def __enter__(self) -> DeliveryLock:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
-
-
 @dataclass
 class DeliveryReport:
     """What one round of delivery did."""
@@ -139,6 +97,8 @@ class DeliveryReport:
     locked: bool = False
     deadline_reached: bool = False
     stopped: CfbanError | None = None
+    #: The last error a backend call raised in this round (its class names the kind).
+    failure: CfbanError | None = None
     queued: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -170,7 +130,7 @@ def deliver(
         StateError: the state database failed.
     """
     report = DeliveryReport()
-    lock = DeliveryLock(state_dir)
+    lock = delivery_lock(state_dir)
     # a short wait closes the gap where the holder has just found nothing left to send
     if not lock.acquire(clock, min(LOCK_WAIT, deadline if deadline is not None else LOCK_WAIT)):
         report.locked = True
@@ -312,6 +272,7 @@ def _failed(
     until = clock.now() + backoff(attempts, retry_after)
     store.postpone(ops, until, str(exc))
     report.failed += len(ops)
+    report.failure = exc
     message = str(exc)
     if message not in report.errors:
         report.errors.append(message)

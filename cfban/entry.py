@@ -7,7 +7,7 @@ import sys
 
 def main() -> None:
     """Run cfban with ``sys.argv``."""
-    from cfban.hook import fast_path
+    from cfban.intake.hook import fast_path
 
     code = fast_path(sys.argv[1:])
     if code is not None:

@@ -13,13 +13,18 @@ so an address whose last failure is older than ``findtime`` always starts from o
 starts at the time of the last failure (as fail2ban's ban end = last failure + bantime).
 
 Repeat offenders: with ``bantime_factor > 1`` the n-th ban of an address lasts
-``bantime * factor ** (n - 1)``, capped at ``bantime_maxtime``.
+``bantime * factor ** (n - 1)``, capped at ``bantime_maxtime``
+(:func:`cfban.rules.grown`, the formula every way in uses); ``previous_bans`` says how
+many bans the address had (the daemon reads them from the state's ban history, so growth
+survives restarts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from cfban.rules import grown
 
 #: A log time further than this from "now" is replaced by now while tailing live (fail2ban's rule).
 LIVE_SKEW = 60.0
@@ -119,11 +124,7 @@ class Jail:
 
     def _decide(self, address: str, record: _Record) -> BanDecision:
         count = self._previous_bans(address) + 1
-        bantime = self.bantime
-        if bantime > 0 and self.bantime_factor > 1 and count > 1:
-            grown = bantime * self.bantime_factor ** (count - 1)
-            cap = self.bantime_maxtime
-            bantime = int(min(grown, cap) if cap is not None and cap > 0 else grown)
+        bantime = grown(self.bantime, self.bantime_factor, self.bantime_maxtime, count)
         decision = BanDecision(
             address=address,
             jail=self.name,

@@ -26,6 +26,7 @@ import pytest
 from cfban.clock import FakeClock
 from cfban.state import StateStore
 from tests.cfemu import Emulator, Fault, serve
+from tests.support.intake import clean_env
 from tests.test_cli_bans import write_config
 
 TRIALS = 20
@@ -52,9 +53,8 @@ def _template(tmp: Path) -> Path:
 
 
 def _env(base: Path, url: str, emu: Emulator) -> dict[str, str]:
-    import os
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CFBAN_", "CLOUDFLARE_"))}
+    env = clean_env()
     config = write_config(base / "cfban.toml", emu, 'backend = "list"\n')
     env.update(
         CFBAN_CONFIG=str(config),

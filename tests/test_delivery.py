@@ -15,11 +15,11 @@ from cfban.delivery import (
     BACKOFF_CAP,
     DeadlineClock,
     DeadlineReached,
-    DeliveryLock,
     backoff,
     deliver,
 )
 from cfban.errors import AuthError, CloudflareError, RateLimitedError
+from cfban.intake.lock import delivery_lock
 from cfban.state import StateStore
 from tests.cfemu import Emulator, Fault
 
@@ -219,7 +219,7 @@ def test_removes_group_by_not_after(store: StateStore, clock: FakeClock, tmp_pat
 
 def test_only_one_process_delivers(store: StateStore, clock: FakeClock, tmp_path: Path) -> None:
     _ban(store, 2)
-    holder = DeliveryLock(tmp_path)
+    holder = delivery_lock(tmp_path)
     assert holder.acquire()
     backend = FakeBackend()
     report = deliver(store, backend, clock=clock, state_dir=tmp_path)

@@ -14,15 +14,10 @@ import pytest
 from tests.cfemu.plugin import ServedEmulator
 from tests.conftest import require_program
 from tests.support.fail2ban import Fail2ban
+from tests.support.logs import PROBE, log_date
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
-
-LINE = '{ip} - - [{date}] "GET /.env HTTP/1.1" 404 153 "-" "curl/8"\n'
-
-
-def _date() -> str:
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
 
 
 def _rules(server: ServedEmulator) -> set[str]:
@@ -73,8 +68,8 @@ def setup(
 def test_ban_unban_and_free_restart(setup: tuple[Fail2ban, Path, ServedEmulator]) -> None:
     f2b, log, server = setup
     with log.open("a") as handle:
-        handle.write(LINE.format(ip="203.0.113.70", date=_date()) * 2)
-        handle.write(LINE.format(ip="203.0.113.71", date=_date()) * 2)
+        handle.write(PROBE.format(ip="203.0.113.70", date=log_date()) * 2)
+        handle.write(PROBE.format(ip="203.0.113.71", date=log_date()) * 2)
     wait_until(lambda: {"203.0.113.70", "203.0.113.71"} <= _rules(server), timeout=30)
     assert set(f2b.banned("cfban-nginx-probes")) == {"203.0.113.70", "203.0.113.71"}
 

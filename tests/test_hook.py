@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cfban.hook import parse
+from cfban.intake.hook import parse
+from tests.support.intake import clean_env
 from tests.support.waiting import wait_until
 
 
@@ -34,7 +34,7 @@ def test_only_exact_background_calls_take_the_fast_path(argv: list[str], fast: b
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CFBAN_", "CLOUDFLARE_"))}
+    env = clean_env()
     env.update(CFBAN_CONFIG=str(tmp_path / "none.toml"), CFBAN_STATE_DIR=str(tmp_path / "s"))
     (tmp_path / "none.toml").write_text("[realip]\nallow_test_nets = true\n")
     return subprocess.run(
@@ -64,3 +64,20 @@ def test_background_refusals_and_bad_input(tmp_path: Path) -> None:
     bad_time = _run(tmp_path, "ban", "203.0.113.45", "--bantime", "soon", "--background")
     assert bad_time.returncode != 0
     assert "soon" in bad_time.stderr
+
+
+def test_the_fast_path_and_the_full_command_say_the_same(tmp_path: Path) -> None:
+    """The first call has no cached rules (the full command runs), the next ones take the
+    fast path: the same outcome gives the same line."""
+    seen: dict[str, list[str]] = {"ban": [], "unban": []}
+    for ip in ("203.0.113.61", "203.0.113.62", "203.0.113.63"):
+        banned = _run(tmp_path, "ban", ip, "--jail", "j", "--bantime", "-1", "--background")
+        unbanned = _run(tmp_path, "unban", ip, "--jail", "j", "--background")
+        assert banned.returncode == unbanned.returncode == 0, banned.stderr + unbanned.stderr
+        seen["ban"].append(banned.stdout.replace(ip, "IP"))
+        seen["unban"].append(unbanned.stdout.replace(ip, "IP"))
+    assert (tmp_path / "s" / "rules.json").exists()  # the fast path had its rules
+    assert len(set(seen["ban"])) == 1 and len(set(seen["unban"])) == 1, seen
+    assert seen["ban"][0] == (
+        "banned IP (jail j, permanent): queued; a background cfban delivers it (dry run)\n"
+    )

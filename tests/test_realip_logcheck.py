@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from cfban.realip import NetworkSet, load_ranges
 from cfban.realip._logcheck import inspect_log
+from tests.support.intake import clean_env
 
 GOOD = (
     '203.0.113.7 - - [25/Nov/2026:01:39:52 +0000] "GET / HTTP/1.1" 200 6 "-" "curl/8" '
@@ -60,7 +60,7 @@ def test_check_command_fails_on_a_bad_log(tmp_path: Path) -> None:
         f'state_dir = "{tmp_path / "state"}"\n'
         f'[jails.probes]\nfilter = "nginx-probes"\nlogpath = ["{log}"]\n'
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CFBAN_", "CLOUDFLARE_"))}
+    env = clean_env()
     out = subprocess.run(
         [sys.executable, "-m", "cfban", "--config", str(config), "check"],
         capture_output=True, text=True, timeout=60, env=env,

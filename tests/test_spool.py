@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cfban._resources import jails_dir
-from cfban.spool import done, read_entries, write_entry
+from cfban.intake.spool import done, read_entries, write_entry
 from tests.conftest import require_program
 
 REQUEST = {"v": 1, "op": "ban", "ip": "203.0.113.5", "jail": "j", "expires_at": 2e9, "time": 1.0}
@@ -74,3 +74,32 @@ assert action.flush() is True and action.norestored
         ("ban", "2001:db8::1", "nginx-probes", None),
         ("unban", "203.0.113.9", "nginx-probes", None),
     ]
+
+
+@pytest.mark.real
+def test_fail2ban_python_action_logs_a_failing_deliverer(tmp_path: Path) -> None:
+    """A deliverer that exits with an error (a bad configuration: 78) is named in fail2ban's
+    log with its message, instead of vanishing with its output."""
+    require_program("fail2ban-server")
+    fake = tmp_path / "fake-cfban"
+    fake.write_text(
+        "#!/bin/sh\necho 'cfban: error: invalid configuration in /x: nope' >&2\nexit 78\n"
+    )
+    fake.chmod(0o755)
+    script = f"""
+import importlib.util, logging, sys, time
+logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+spec = importlib.util.spec_from_file_location("cfban_action", {str(jails_dir() / "action.d" / "cfban.py")!r})
+module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+class Jail: name = "nginx-probes"
+action = module.Action(Jail(), "cfban", state_dir={str(tmp_path)!r}, cfban={str(fake)!r})
+action.ban({{"ip": "203.0.113.9", "bantime": 600, "time": 1800000000.0}})
+action._child.wait(timeout=30)
+action.ban({{"ip": "203.0.113.10", "bantime": 600, "time": 1800000000.0}})
+action._child.wait(timeout=30)
+"""  # noqa: E501
+    out = subprocess.run(
+        ["/usr/bin/python3", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "cfban deliverer exited with 78: cfban: error: invalid configuration" in out.stderr

@@ -10,16 +10,10 @@ from pathlib import Path
 import pytest
 
 from cfban.config import Settings, load_settings
-from cfban.watch import Daemon, WatchOptions, read_status
-from cfban.watch._status import judge
+from cfban.watch import Daemon, DaemonStatus, Status, WatchOptions, judge, read_status
 from tests.cfemu.plugin import ServedEmulator
+from tests.support.logs import PROBE, log_date
 from tests.support.waiting import wait_until
-
-PROBE = '{ip} - - [{date}] "GET /.env HTTP/1.1" 404 153 "-" "curl/8"\n'
-
-
-def _date() -> str:
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
 
 
 def _settings(tmp: Path, server: ServedEmulator, *, bantime: str = "1h") -> Settings:
@@ -67,10 +61,10 @@ def test_lines_to_bans_at_cloudflare(running: Callable[..., tuple[Daemon, Path]]
                                      cf_server: ServedEmulator) -> None:  # fmt: skip
     daemon, log = running()
     with log.open("a") as handle:
-        handle.write(PROBE.format(ip="203.0.113.7", date=_date()))
-        handle.write(PROBE.format(ip="203.0.113.8", date=_date()))
-        handle.write(PROBE.format(ip="203.0.113.7", date=_date()))
-        handle.write(PROBE.format(ip="10.1.2.3", date=_date()) * 3)  # private: refused
+        handle.write(PROBE.format(ip="203.0.113.7", date=log_date()))
+        handle.write(PROBE.format(ip="203.0.113.8", date=log_date()))
+        handle.write(PROBE.format(ip="203.0.113.7", date=log_date()))
+        handle.write(PROBE.format(ip="10.1.2.3", date=log_date()) * 3)  # private: refused
     wait_until(lambda: "203.0.113.7" in _rules(cf_server))
     assert _rules(cf_server) == {"203.0.113.7"}
     assert daemon.metrics.bans["probes"] == 1
@@ -82,7 +76,7 @@ def test_ban_expires(running: Callable[..., tuple[Daemon, Path]],
                      cf_server: ServedEmulator) -> None:  # fmt: skip
     _, log = running(bantime="2")
     with log.open("a") as handle:
-        handle.write(PROBE.format(ip="203.0.113.9", date=_date()) * 2)
+        handle.write(PROBE.format(ip="203.0.113.9", date=log_date()) * 2)
     wait_until(lambda: "203.0.113.9" in _rules(cf_server))
     wait_until(lambda: "203.0.113.9" not in _rules(cf_server), timeout=10)
 
@@ -91,7 +85,7 @@ def test_new_file_matching_glob_is_followed(running: Callable[..., tuple[Daemon,
                                             cf_server: ServedEmulator) -> None:  # fmt: skip
     _, log = running()
     other = log.parent / "other.log"
-    other.write_text(PROBE.format(ip="203.0.113.10", date=_date()) * 2)
+    other.write_text(PROBE.format(ip="203.0.113.10", date=log_date()) * 2)
     wait_until(lambda: "203.0.113.10" in _rules(cf_server))
 
 
@@ -99,25 +93,27 @@ def test_status_and_health(running: Callable[..., tuple[Daemon, Path]],
                            tmp_path: Path) -> None:  # fmt: skip
     daemon, _ = running()
     daemon._write_status(daemon._factory(daemon.settings))
-    status = read_status(tmp_path / "state")
-    assert status is not None and status["jails"]["probes"]["files"]
-    assert judge(status, time.time()).ok
-    assert not judge(status, time.time() + 120).ok
-    assert not judge(None, time.time()).ok
-    stuck = dict(status, oldest_queued_at=time.time() - 3600)
-    assert "waited" in judge(stuck, time.time()).reason
+    raw = read_status(tmp_path / "state")
+    assert raw is not None and raw["jails"]["probes"]["files"]
+    daemon_status = DaemonStatus.from_json(raw)
+    now = time.time()
+    assert judge(Status(now, daemon_status), 900).ok
+    assert not judge(Status(now + 120, daemon_status), 900).ok
+    assert not judge(Status(now, None), 900).ok  # nothing ever ran
+    stuck = Status(now, daemon_status, oldest_queued_at=now - 3600)
+    assert "waited" in judge(stuck, 900).reason
 
 
 def test_restart_resumes_at_cursor(tmp_path: Path, cf_server: ServedEmulator) -> None:
     (tmp_path / "logs").mkdir()
     log = tmp_path / "logs" / "access.log"
-    log.write_text(PROBE.format(ip="203.0.113.20", date=_date()))
+    log.write_text(PROBE.format(ip="203.0.113.20", date=log_date()))
     settings = _settings(tmp_path, cf_server)
     first = Daemon(settings, WatchOptions(poll=0.1, exit_idle=0.5, from_start=True))
     first.run()
     assert first.metrics.lines == 1
     with log.open("a") as handle:
-        handle.write(PROBE.format(ip="203.0.113.20", date=_date()))
+        handle.write(PROBE.format(ip="203.0.113.20", date=log_date()))
     second = Daemon(settings, WatchOptions(poll=0.1, exit_idle=0.5, from_start=True))
     second.run()
     assert second.metrics.lines == 1  # only the new line: no line counted twice

@@ -219,6 +219,8 @@ def _trial(seed: int, root: Path) -> dict[str, int]:
             daemon.send_signal(signal.SIGKILL)
             daemon.wait(timeout=30)
             outputs.append(output.text())
+            assert daemon.stdout is not None
+            daemon.stdout.close()
             offset, held = _db_view(state, plan.path)
             mid_delivery += 0 < len(emulator.state.access_rules) < len(held)
             lost |= {a for a, (first, last) in plan.attackers.items() if first <= offset < last}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,15 +15,12 @@ import httpx
 from cfban.config import load_settings
 from cfban.watch import Daemon, WatchOptions
 from cfban.watch._metrics import Metrics, serve_metrics
+from tests.support.intake import clean_env
+from tests.support.logs import PROBE, log_date
 from tests.support.nginx import free_port
 from tests.support.waiting import wait_until
 
-PROBE = '{ip} - - [{date}] "GET /.env HTTP/1.1" 404 153 "-" "curl/8"\n'
 MISSING = '{ip} - - [{date}] "GET /nothing-{n} HTTP/1.1" 404 153 "-" "curl/8"\n'
-
-
-def _date() -> str:
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
 
 
 def _config(tmp: Path, *, with_4xx: bool) -> Path:
@@ -58,7 +54,7 @@ def test_reload_adds_a_jail_and_keeps_following(tmp_path: Path) -> None:
         wait_until(lambda: [j.name for j in daemon.jails] == ["probes", "four"])
         with (tmp_path / "access.log").open("a") as handle:
             for n in range(3):
-                handle.write(MISSING.format(ip="203.0.113.90", date=_date(), n=n))
+                handle.write(MISSING.format(ip="203.0.113.90", date=log_date(), n=n))
         wait_until(lambda: daemon.metrics.bans["four"] == 1)
         # A broken configuration on reload keeps the running one.
         config.write_text("[jails.x]\nfilter = 1\n")
@@ -84,6 +80,7 @@ def test_prometheus_endpoint() -> None:
             missing = client.get(f"http://127.0.0.1:{port}/other")
     finally:
         server.shutdown()
+        server.server_close()
     assert answer.status_code == 200
     assert "cfban_lines_read_total 42" in answer.text
     assert 'cfban_bans_total{jail="probes"} 3' in answer.text
@@ -94,8 +91,8 @@ def test_prometheus_endpoint() -> None:
 
 def test_json_logs_and_sigterm(tmp_path: Path) -> None:
     config = _config(tmp_path, with_4xx=False)
-    (tmp_path / "access.log").write_text(PROBE.format(ip="203.0.113.91", date=_date()) * 2)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CFBAN_", "CLOUDFLARE_"))}
+    (tmp_path / "access.log").write_text(PROBE.format(ip="203.0.113.91", date=log_date()) * 2)
+    env = clean_env()
     process = subprocess.Popen(
         [sys.executable, "-m", "cfban", "--config", str(config), "watch", "--from-start",
          "--log-format", "json", "--poll", "0.1"],

@@ -1,23 +1,26 @@
-"""``cfban ban``, ``unban``, ``list``, ``sync``, ``deliver``, ``setup`` and ``check``.
+"""``cfban ban``, ``unban``, ``list`` and ``sync`` (``deliver``, ``setup`` and ``check`` are in
+:mod:`cfban.cli._delivering`, registered from here).
 
 Thin: :class:`cfban.bans.BanService` does the work; each command builds it, calls one method
-and prints the result. The library (and httpx with it) is imported inside the commands, so
-``cfban ban`` starts quickly. With no API token everything is a dry run, said once on stderr.
+and prints the result. ``ban``/``unban --background`` commit exactly as the hook's fast path
+does (:func:`cfban.intake.hook.commit_and_hand_over`), with the same output. The library (and
+httpx with it) is imported inside the commands, so ``cfban ban`` starts quickly. With no API
+token everything is a dry run, said once on stderr.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cfban.cli import _delivering
+from cfban.cli._common import delivery_problem, finish_delivery, service_for, when
 from cfban.cli._context import app_context
 
 if TYPE_CHECKING:
-    from cfban.bans import BanService
-    from cfban.delivery import DeliveryReport
+    pass
 
 _Background = Annotated[
     bool,
@@ -26,36 +29,6 @@ _Background = Annotated[
         help="Commit and return at once; a background cfban delivers (fail2ban's hook).",
     ),
 ]
-
-DRY_RUN_NOTICE = "dry run: no API token configured; Cloudflare calls are printed, not made"
-
-
-def _when(epoch: float | None) -> str:
-    if epoch is None:
-        return "permanent"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _err(line: str) -> None:
-    typer.echo(line, err=True)
-
-
-def _service(ctx: typer.Context, *, quick: bool = False) -> BanService:
-    """The library object; ``quick`` (ban, unban) bounds each request by the delivery
-    deadline too, so one hanging request cannot hold fail2ban up for long."""
-    from cfban.bans import BanService
-
-    settings = app_context(ctx).settings
-    warning = settings.token_file_warning()
-    if warning is not None:
-        _err(f"cfban: warning: {warning}")
-    deadline = settings.cloudflare.deliver_deadline
-    return BanService(
-        settings,
-        writer=_err,
-        on_dry_run=lambda: _err(DRY_RUN_NOTICE),
-        request_timeout=max(1.0, deadline) if quick else None,
-    )
 
 
 def _bantime(value: str | None) -> int | None:
@@ -69,23 +42,18 @@ def _bantime(value: str | None) -> int | None:
         raise typer.BadParameter(str(exc), param_hint="--bantime") from None
 
 
-def _hand_over(ctx: typer.Context, service: BanService) -> None:
-    """Make sure a background ``cfban deliver --linger`` sends what was just committed."""
-    from cfban.hook import ensure_deliverer
+def _background(ctx: typer.Context, command: str, ip: str, jail: str | None,
+                bantime: int | None) -> None:  # fmt: skip
+    """Commit and hand over to a background deliverer, as the hook's fast path does."""
+    import sys
 
-    ensure_deliverer(service.settings.resolved_state_dir, app_context(ctx).config_path)
+    from cfban.intake.hook import commit_and_hand_over
 
-
-def _delivery_problem(report: DeliveryReport | None) -> str | None:
-    if report is None:
-        return None
-    if report.locked:
-        return "another cfban process is delivering; it will send this too"
-    if report.errors:
-        return report.errors[-1]
-    if report.deadline_reached:
-        return "the delivery deadline passed"
-    return None
+    context = app_context(ctx)
+    rules = context.settings.rules()
+    context.save_rules()
+    commit_and_hand_over(command, ip, jail, bantime, rules, context.config_path,
+                         sys.stdout, sys.stderr)  # fmt: skip
 
 
 _BAN_HELP = """Ban an address at Cloudflare.
@@ -114,28 +82,24 @@ def ban(
     background: _Background = False,
 ) -> None:
     seconds = _bantime(bantime)
-    with _service(ctx, quick=True) as service:
-        result = service.ban(ip, jail=jail, bantime=seconds, deliver=not background)
-        if background:
-            _hand_over(ctx, service)
-            typer.echo(
-                f"banned {result.target} (jail {result.jail}): queued; "
-                "a background cfban delivers it"
-            )
-            return
+    if background:
+        _background(ctx, "ban", ip, jail, seconds)
+        return
+    from cfban.intake.commit import describe_expiry
+
+    with service_for(ctx, quick=True) as service:
+        result = service.ban(ip, jail=jail, bantime=seconds)
         subject = result.address
         if result.target != result.address:
             subject += f" as {result.target}"
-        head = f"banned {subject} (jail {result.jail}, until {_when(result.expires_at)})"
-        if result.expires_at is None:
-            head = f"banned {subject} (jail {result.jail}, permanent)"
+        head = f"banned {subject} (jail {result.jail}, {describe_expiry(result.expires_at)})"
         if service.settings.dry_run and result.delivered:
             typer.echo(f"{head}: recorded (dry run, nothing sent to Cloudflare)")
         elif result.delivered:
             done = "delivered to Cloudflare" if result.queued else "already at Cloudflare"
             typer.echo(f"{head}: {done}")
         else:
-            problem = _delivery_problem(result.report) or "not confirmed yet"
+            problem = delivery_problem(result.report) or "not confirmed yet"
             typer.echo(f"{head}: queued ({problem}); it goes out with the next cfban run")
 
 
@@ -159,12 +123,11 @@ def unban(
     jail: Annotated[str | None, typer.Option("--jail", "-j", help="Only this jail.")] = None,
     background: _Background = False,
 ) -> None:
-    with _service(ctx, quick=True) as service:
-        result = service.unban(ip, jail=jail, deliver=not background)
-        if background:
-            _hand_over(ctx, service)
-            typer.echo(f"unbanned {result.target}: queued; a background cfban delivers it")
-            return
+    if background:
+        _background(ctx, "unban", ip, jail, None)
+        return
+    with service_for(ctx, quick=True) as service:
+        result = service.unban(ip, jail=jail)
         jails = f" (jails {', '.join(result.jails)})" if result.jails else ""
         if not result.queued:
             if jail is not None and not result.jails:
@@ -181,7 +144,7 @@ def unban(
         elif result.removed:
             typer.echo(f"unbanned {result.target}{jails}: done at Cloudflare")
         else:
-            problem = _delivery_problem(result.report) or "not confirmed yet"
+            problem = delivery_problem(result.report) or "not confirmed yet"
             typer.echo(
                 f"unbanned {result.target}{jails}: removal queued ({problem}); "
                 "it goes out with the next cfban run"
@@ -221,7 +184,7 @@ def list_bans(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     remote: Annotated[bool, typer.Option("--remote", help="Ask Cloudflare instead.")] = False,
 ) -> None:
-    with _service(ctx) as service:
+    with service_for(ctx) as service:
         if remote:
             entries = service.list_remote()
             if as_json:
@@ -234,7 +197,7 @@ def list_bans(
                 return
             for e in entries:
                 jails = ",".join(e.jails) or "-"
-                typer.echo(f"{e.target:<30} {jails:<24} {_when(e.expires_at):<24} {e.scope}")
+                typer.echo(f"{e.target:<30} {jails:<24} {when(e.expires_at):<24} {e.scope}")
             typer.echo(f"{len(entries)} cfban entries at Cloudflare")
             return
         views = service.list_bans()
@@ -245,7 +208,7 @@ def list_bans(
         for v in views:
             jails = ",".join(v.jails) or "-"
             state = v.state if not v.last_error else f"{v.state} (retrying: {v.last_error})"
-            expires = _when(v.expires_at) if v.jails else "-"
+            expires = when(v.expires_at) if v.jails else "-"
             typer.echo(f"{v.target:<30} {jails:<24} {expires:<24} {state}")
         typer.echo(f"{len(views)} bans; {depth['add']} adds and {depth['remove']} removes queued")
 
@@ -272,7 +235,7 @@ def sync(
         bool, typer.Option("--prune", help="Also remove cfban entries this host does not hold.")
     ] = False,
 ) -> None:
-    with _service(ctx) as service:
+    with service_for(ctx) as service:
         report = service.sync(dry_run=dry_run, prune=prune)
         would = "would " if dry_run else ""
         elsewhere = (
@@ -292,116 +255,7 @@ def sync(
             )
         typer.echo(f"in sync: {report.in_sync}")
         if report.delivery is not None:
-            _finish_delivery(report.delivery)
-
-
-_DELIVER_HELP = """Send every queued operation to Cloudflare now.
-
-Expired bans become removals; failed operations are retried with backoff until the queue is
-empty or --deadline passes. Only one cfban delivers at a time: if another one is at it, this
-one leaves the queue to it. Exits 1 when operations are still queued at the end.
-
-\b
-Examples:
-  cfban deliver
-  cfban deliver --deadline 30
-  cfban deliver --linger 30     # what fail2ban's action starts in the background
-"""
-
-
-def _finish_delivery(report: DeliveryReport) -> None:
-    if report.locked:
-        typer.echo(f"another cfban process is delivering; {report.queue_depth} queued")
-        return
-    typer.echo(
-        f"added {len(report.added)}, removed {len(report.removed)}, kept {len(report.kept)} "
-        f"(held by another host), refused {len(report.refused)}; {report.queue_depth} queued"
-    )
-    if report.queue_depth:
-        from cfban.errors import CfbanError
-
-        reason = _delivery_problem(report) or "not due yet"
-        raise CfbanError(f"{report.queue_depth} operations still queued: {reason}")
-
-
-def deliver(
-    ctx: typer.Context,
-    deadline: Annotated[
-        float, typer.Option("--deadline", min=0, help="Give up after this many seconds.")
-    ] = 300.0,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Operations per backend call.")
-    ] = 100,
-    linger: Annotated[
-        float | None,
-        typer.Option(
-            "--linger",
-            min=0,
-            help="Run as the background deliverer: also take bans spooled by fail2ban's "
-            "action, until nothing happened for this many seconds.",
-        ),
-    ] = None,
-) -> None:
-    with _service(ctx) as service:
-        if linger is not None:
-            from cfban.deliverer import linger as run_deliverer
-
-            ran = run_deliverer(service, linger)
-            if ran.another_running:
-                typer.echo("another cfban deliverer is running")
-                return
-            typer.echo(
-                f"took {ran.ingested} spooled requests, refused {len(ran.refused)}; "
-                f"added {ran.added}, removed {ran.removed}"
-            )
-            return
-        depth = service.queue_depth()
-        _err(f"{depth['add']} adds and {depth['remove']} removes queued")
-        report = service.deliver(deadline=deadline, wait=True, batch_size=batch_size, progress=_err)
-        _finish_delivery(report)
-
-
-_SETUP_HELP = """Create what the configured backend needs at Cloudflare, and say what was done.
-
-The list backend creates its IP list and the WAF custom rule that blocks it (idempotently);
-the access-rules backend needs nothing in advance.
-
-\b
-Example:
-  cfban setup
-"""
-
-
-def setup(ctx: typer.Context) -> None:
-    with _service(ctx) as service:
-        for line in service.setup():
-            typer.echo(line)
-
-
-_CHECK_HELP = """Check the configuration, the state, the logs, the token and its permissions.
-
-For each configured log it reads the last lines and fails when their clients are Cloudflare
-edges (nginx's real-IP setup is missing) or when CF-Connecting-IP arrives from peers that
-are not Cloudflare (the origin is reachable directly). Then it verifies the token, the zone
-or account, the permissions, and the list and its rule.
-
-Prints one line per check (ok or FAIL); exits 1 if any check fails.
-
-\b
-Example:
-  cfban check
-"""
-
-
-def check(ctx: typer.Context) -> None:
-    with _service(ctx) as service:
-        results = service.check()
-    failed = 0
-    for name, ok, detail in results:
-        typer.echo(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")
-        failed += not ok
-    if failed:
-        raise typer.Exit(1)
+            finish_delivery(report.delivery)
 
 
 def register(app: typer.Typer) -> None:
@@ -410,6 +264,4 @@ def register(app: typer.Typer) -> None:
     app.command("unban", help=_UNBAN_HELP)(unban)
     app.command("list", help=_LIST_HELP)(list_bans)
     app.command("sync", help=_SYNC_HELP)(sync)
-    app.command("deliver", help=_DELIVER_HELP)(deliver)
-    app.command("setup", help=_SETUP_HELP)(setup)
-    app.command("check", help=_CHECK_HELP)(check)
+    _delivering.register(app)

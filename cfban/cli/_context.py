@@ -33,6 +33,20 @@ class AppContext:
             self._settings = load_settings(self.config_path)
         return self._settings
 
+    def save_rules(self) -> None:
+        """Cache the validated rules for the hook's fast path (see
+        :mod:`cfban.intake.snapshot`); a failure to write only keeps the fast path off."""
+        import os
+
+        from cfban.errors import ConfigError
+        from cfban.intake import snapshot
+
+        try:
+            rules = self.settings.rules()
+        except ConfigError:
+            return  # an unreadable token file: the command reports it when it needs it
+        snapshot.save(rules, self.config_path, os.environ)
+
 
 def app_context(ctx: typer.Context) -> AppContext:
     """The :class:`AppContext` of this invocation."""

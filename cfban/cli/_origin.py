@@ -194,15 +194,10 @@ def refresh(
 
 @origin_app.command("status", help=_STATUS_HELP)
 def status(ctx: typer.Context) -> None:
+    from cfban.cli._common import print_checks
     from cfban.origin import origin_checks
 
-    results = origin_checks(app_context(ctx).settings, always=True)
-    failed = 0
-    for name, ok, detail in results:
-        typer.echo(f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}")
-        failed += not ok
-    if failed:
-        raise typer.Exit(1)
+    print_checks(origin_checks(app_context(ctx).settings, always=True))
 
 
 def register(app: typer.Typer) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from cfban.cli._context import app_context
+
+if TYPE_CHECKING:
+    from cfban.watch import DaemonStatus, Status
 
 _WATCH_HELP = """Tail the jails' logs, ban at Cloudflare, and lift bans when they expire.
 
@@ -91,38 +93,70 @@ def watch(
     daemon.run()
 
 
+def _status(ctx: typer.Context) -> tuple[Status, float]:
+    """The status now and the configured ``max_queue_age``."""
+    from cfban.clock import SystemClock
+    from cfban.state import StateStore
+    from cfban.watch import gather
+
+    settings = app_context(ctx).settings
+    clock = SystemClock()
+    with StateStore.open(settings.resolved_state_dir, clock) as store:
+        found = gather(settings.resolved_state_dir, store, clock.now())
+    return found, float(settings.cloudflare.max_queue_age)
+
+
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw status object.")] = False,
 ) -> None:
-    """Show what the running daemon reports: jails, counters, queue depth.
+    """Show how delivery goes (the state database) and what the daemon reports, if one runs.
 
-    Reads the status file `cfban watch` keeps in the state directory (every 5 s).
+    Works without a daemon (fail2ban hook mode): the delivery record and the queue come
+    from the state database; jails and counters from the file `cfban watch` keeps there.
     """
-    from cfban.errors import CfbanError
-    from cfban.watch import read_status
-    from cfban.watch._status import judge
+    from dataclasses import asdict
 
-    settings = app_context(ctx).settings
-    data = read_status(settings.resolved_state_dir)
-    if data is None:
-        raise CfbanError(
-            f"no status in {settings.resolved_state_dir}",
-            hint="is `cfban watch` running with this configuration and state_dir?",
-        )
+    from cfban.intake.alarm import age, stamp
+    from cfban.watch import judge
+
+    found, max_age = _status(ctx)
     if as_json:
-        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        typer.echo(json.dumps(asdict(found), indent=2, sort_keys=True, default=str))
         return
-    verdict = judge(data, time.time())
-    metrics = data.get("metrics", {})
-    queue = metrics.get("queue", {})
-    typer.echo(f"daemon: pid {data.get('pid')}, {'healthy' if verdict.ok else verdict.reason}")
-    typer.echo(f"mode: {'dry run' if data.get('dry_run') else 'live'}; config {data.get('config')}")
+    verdict = judge(found, max_age)
+    delivery = found.delivery
+    typer.echo(f"health: {'ok' if verdict.ok else verdict.reason}")
+    if delivery.last_attempt is None:
+        state = "no delivery round yet"
+    elif delivery.failing:
+        state = f"FAILING since {stamp(delivery.failing_since or 0)}"
+    else:
+        state = "ok"
+    success = stamp(delivery.last_success) if delivery.last_success else "never"
+    typer.echo(f"deliverer: {state}; last success {success}")
+    if delivery.failing:
+        typer.echo(f"last error: {delivery.kind}: {delivery.last_error}")
+        if delivery.fix:
+            typer.echo(f"fix: {delivery.fix}")
+    oldest = found.oldest_age
     typer.echo(
-        f"lines read: {metrics.get('lines', 0)}, bad: {metrics.get('bad_lines', 0)}; "
-        f"queue: {queue.get('add', 0)} to add, {queue.get('remove', 0)} to remove"
+        f"queue: {found.queued.get('add', 0)} to add, {found.queued.get('remove', 0)} to "
+        f"remove; oldest queued {age(oldest) if oldest is not None else '-'}"
     )
-    for name, jail in sorted(data.get("jails", {}).items()):
+    daemon = found.daemon
+    if daemon is None:
+        typer.echo("daemon: no status file (not running `cfban watch`)")
+        return
+    _daemon_lines(daemon)
+
+
+def _daemon_lines(daemon: DaemonStatus) -> None:
+    metrics = daemon.metrics
+    typer.echo(f"daemon: pid {daemon.pid}{', stopped' if daemon.stopped else ''}")
+    typer.echo(f"mode: {'dry run' if daemon.dry_run else 'live'}; config {daemon.config}")
+    typer.echo(f"lines read: {metrics.get('lines', 0)}, bad: {metrics.get('bad_lines', 0)}")
+    for name, jail in sorted(daemon.jails.items()):
         typer.echo(
             f"jail {name}: failures {metrics.get('failures', {}).get(name, 0)}, "
             f"bans {metrics.get('bans', {}).get(name, 0)}, tracking {jail.get('tracked', 0)}; "
@@ -131,20 +165,22 @@ def status(
     refused = metrics.get("refused", {})
     if refused:
         typer.echo("refused: " + ", ".join(f"{k} {v}" for k, v in sorted(refused.items())))
-    if data.get("last_error"):
-        typer.echo(f"last error: {data['last_error']}")
+    if daemon.last_error:
+        typer.echo(f"daemon's last error: {daemon.last_error}")
 
 
 def health(ctx: typer.Context) -> None:
-    """Exit 0 when the daemon is alive and its queue is not stuck, 1 otherwise.
+    """Exit 0 when bans reach Cloudflare in time and the daemon (if any) is alive, else 1.
 
-    Meant for container HEALTHCHECKs and monitoring: it reads the status file that
-    `cfban watch` refreshes every 5 s in the state directory.
+    Fails when a queued ban has waited longer than [cloudflare] max_queue_age (default
+    15 min), when the daemon's status file is stale or says it stopped, or when nothing has
+    run yet. Meant for container HEALTHCHECKs and monitoring; works in hook mode too.
     """
-    from cfban.watch import read_status
-    from cfban.watch._status import judge
+    from cfban.watch import judge
 
-    settings = app_context(ctx).settings
-    verdict = judge(read_status(settings.resolved_state_dir), time.time())
+    found, max_age = _status(ctx)
+    verdict = judge(found, max_age)
     typer.echo(verdict.reason, err=not verdict.ok)
+    if found.warning is not None and not verdict.ok:
+        typer.echo(found.warning, err=True)
     raise typer.Exit(0 if verdict.ok else 1)

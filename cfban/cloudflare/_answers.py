@@ -27,7 +27,9 @@ from typing import Any
 
 import httpx
 
-from cfban.errors import AuthError, CloudflareError, RateLimitedError, TransportError
+from cfban.errors import AuthError, CloudflareError, TransportError
+from cfban.errors import NotFoundError as NotFoundError  # defined there, re-exported here
+from cfban.errors import RetryLaterError as RetryLaterError
 
 _TOKEN_CODES = frozenset({1000, 6003, 6111, 9103})
 _PERMISSION_CODES = frozenset({10000, 9109})
@@ -36,27 +38,6 @@ _TOKEN_HINT = (
     "revoked; create one under My Profile > API Tokens"
 )
 _SCOPE_PATH = re.compile(r"^/(zones|accounts)/([^/]+)")
-
-
-class NotFoundError(CloudflareError):
-    """Cloudflare answered 404: the zone, account or resource does not exist (any more)."""
-
-
-class RetryLaterError(RateLimitedError):
-    """Rate-limited, by Cloudflare or by cfban's own budget; ``retry_after`` says how long
-    (seconds) to wait before trying again, when that is known."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float | None,
-        code: int | None = None,
-        status: int | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, code=code, status=status, hint=hint)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cfban.checks import Check
 from cfban.errors import FirewallError
 from cfban.origin import _firewalld, _urltable
 from cfban.origin._lock import OriginLock
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["origin_checks", "public_listeners"]
 
-Check = tuple[str, bool, str]
 _LISTEN = "0A"
 _NAME = "origin"
 
@@ -68,21 +68,21 @@ def _nftables(lock: OriginLock, listening: list[str]) -> Check:
         live = lock.nft().live()
     except FirewallError as exc:
         if not listening:
-            return (_NAME, True, f"nothing listens on TCP {ports} outside loopback here")
-        return (
+            return Check(_NAME, True, f"nothing listens on TCP {ports} outside loopback here")
+        return Check(
             _NAME,
             False,
             f"{', '.join(listening)} listen(s) and the lock cannot be confirmed: {exc}",
         )
     if live is None:
         if not listening:
-            return (
+            return Check(
                 _NAME,
                 True,
                 f"not locked, but nothing listens on TCP {ports} here (ports that containers "
                 "publish are not seen; `cfban origin lock` covers them too)",
             )
-        return (
+        return Check(
             _NAME,
             False,
             f"open: {', '.join(listening)} accept(s) direct connections from any source, "
@@ -91,15 +91,15 @@ def _nftables(lock: OriginLock, listening: list[str]) -> Check:
     try:
         allow = lock.allowlist()
     except FirewallError as exc:
-        return (_NAME, True, f"closed by nftables table inet cfban; but {exc}")
+        return Check(_NAME, True, f"closed by nftables table inet cfban; but {exc}")
     if not live.matches(allow, lock.ports):
-        return (
+        return Check(
             _NAME,
             False,
             "locked, but nftables table inet cfban differs from the ranges in use or "
             "[origin] (run `cfban origin refresh`)",
         )
-    return (
+    return Check(
         _NAME,
         True,
         f"closed: new TCP connections to port {ports} only from {len(allow.ipv4)} IPv4 + "
@@ -112,16 +112,16 @@ def _current(expected: dict[Path, str], what: str) -> Check:
         try:
             current = path.read_text(encoding="utf-8")
         except OSError:
-            return (_NAME, False, f"{path} is missing (run `cfban origin lock`)")
+            return Check(_NAME, False, f"{path} is missing (run `cfban origin lock`)")
         if current != text:
-            return (_NAME, False, f"{path} is out of date (run `cfban origin refresh`)")
-    return (_NAME, True, what)
+            return Check(_NAME, False, f"{path} is out of date (run `cfban origin refresh`)")
+    return Check(_NAME, True, what)
 
 
 def origin_checks(
     settings: Settings, *, always: bool = False, proc_net: Path = Path("/proc/net")
 ) -> list[Check]:
-    """The ``origin`` check as ``(name, ok, detail)`` items.
+    """The ``origin`` check.
 
     None when ``[origin] check`` is off, unless ``always``.
     """
@@ -133,7 +133,7 @@ def origin_checks(
     try:
         allow = lock.allowlist()
     except FirewallError as exc:
-        return [(_NAME, False, str(exc))]
+        return [Check(_NAME, False, str(exc))]
     if lock.firewall == "firewalld":
         files = _firewalld.render_files(allow, lock.ports)
         expected = {lock.output / name: text for name, text in files.items()}

@@ -19,6 +19,7 @@ from cfban.realip._ranges import (
     BUNDLED_IPV6,
     CloudflareRanges,
     load_ranges,
+    load_ranges_at,
     ranges_path,
     store_ranges,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Resolver",
     "fetch_ranges",
     "load_ranges",
+    "load_ranges_at",
     "parse_address",
     "parse_target",
     "ranges_path",

@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cfban.errors import RefusedError
+from cfban.errors import GuardRefusal as GuardRefusal  # defined there, re-exported here
 from cfban.realip._netset import (
     Address,
     Network,
@@ -42,6 +42,7 @@ from cfban.realip._ranges import CloudflareRanges, load_ranges
 
 if TYPE_CHECKING:
     from cfban.config import Settings
+    from cfban.rules import Rules
 
 __all__ = ["SPECIAL_RANGES", "TEST_NET_REASONS", "BanGuard", "GuardRefusal", "GuardStats"]
 
@@ -116,15 +117,6 @@ _HINTS = {
 }
 
 
-class GuardRefusal(RefusedError):
-    """A refused ban; ``reason`` is a short code (``cloudflare``, ``ignoreip``, ``private``...)."""
-
-    def __init__(self, address: str, reason: str, message: str, *, hint: str | None) -> None:
-        super().__init__(message, hint=hint)
-        self.address = address
-        self.reason = reason
-
-
 @dataclass
 class GuardStats:
     """Refusals counted by reason, with the loud warning about Cloudflare edges."""
@@ -194,15 +186,26 @@ class BanGuard:
         ranges: CloudflareRanges | None = None,
         stats: GuardStats | None = None,
     ) -> BanGuard:
-        """The guard for ``jail`` (``None``: no jail), with the ranges in use."""
-        jail_settings = settings.jails.get(jail) if jail is not None else None
+        """The guard for ``jail`` (``None``: no jail), with the ranges in use.
+
+        Raises:
+            ConfigError: the token file cannot be read.
+        """
+        ranges = ranges if ranges is not None else load_ranges(settings)
+        return cls.from_rules(settings.rules(), jail, ranges, stats)
+
+    @classmethod
+    def from_rules(
+        cls, rules: Rules, jail: str | None, ranges: CloudflareRanges, stats: GuardStats | None
+    ) -> BanGuard:
+        """The guard for ``jail`` under the ban rules every way in applies."""
         return cls(
-            ranges if ranges is not None else load_ranges(settings),
-            ignoreip=settings.ignoreip,
-            jail_ignoreip=jail_settings.ignoreip if jail_settings is not None else (),
+            ranges,
+            ignoreip=rules.ignoreip,
+            jail_ignoreip=rules.jail(jail).ignoreip,
             jail=jail,
-            allow_test_nets=settings.realip.allow_test_nets,
-            ipv6_prefix=settings.cloudflare.ipv6_prefix,
+            allow_test_nets=rules.allow_test_nets,
+            ipv6_prefix=rules.ipv6_prefix,
             stats=stats,
         )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from cfban.state import _outbox
+from cfban.state import _history, _outbox
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,18 @@ def hold(
 ) -> bool:
     """Record that ``jail`` holds ``target`` until ``expires_at`` (never shortening an
     existing hold); queue an add unless Cloudflare already has all of it. Return whether an
-    add was queued."""
+    add was queued. A hold that is new, or renews one that had ended, is a ban *started*: it
+    goes into the ban history."""
     old = conn.execute(
         "SELECT expires_at FROM holders WHERE target = ? AND jail = ?", (target, jail)
     ).fetchone()
-    if old is not None:
+    running = old is not None and (old["expires_at"] is None or old["expires_at"] > now)
+    if running:
         expires_at = later(old["expires_at"], expires_at)
+    else:
+        _history.record_ban(
+            conn, target=target, address=address, jail=jail, banned_at=now, expires_at=expires_at
+        )
     conn.execute(
         "INSERT INTO holders (target, jail, address, banned_at, expires_at) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (target, jail) DO UPDATE SET "

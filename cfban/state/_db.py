@@ -90,12 +90,12 @@ class Database:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise self._error(exc) from None
+            raise self.error(exc) from None
         try:
             yield conn
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
-            raise self._error(exc) from None
+            raise self.error(exc) from None
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -103,7 +103,7 @@ class Database:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
-            raise self._error(exc) from None
+            raise self.error(exc) from None
 
     def read(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         """Rows of one query outside any write transaction.
@@ -114,9 +114,10 @@ class Database:
         try:
             return list(self.connection.execute(sql, params))
         except sqlite3.Error as exc:
-            raise self._error(exc) from None
+            raise self.error(exc) from None
 
-    def _error(self, exc: sqlite3.Error) -> StateError:
+    def error(self, exc: sqlite3.Error) -> StateError:
+        """The user-facing error for a failed SQLite call."""
         return StateError(
             f"the state database {self.path} failed: {exc}",
             hint="another cfban may hold it for long, or the disk is full or read-only",

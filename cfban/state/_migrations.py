@@ -75,7 +75,39 @@ def m002_cursors(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_bans_holders_outbox, m002_cursors)
+def m003_history_delivery_status(conn: sqlite3.Connection) -> None:
+    """Every ban ever started, per target (ban growth and recidive read it), and the record
+    of the last delivery rounds (``cfban status``, ``cfban health`` and the hook read it)."""
+    conn.execute(
+        """CREATE TABLE ban_history (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            target     TEXT NOT NULL,
+            address    TEXT NOT NULL,
+            jail       TEXT NOT NULL,
+            banned_at  REAL NOT NULL,
+            expires_at REAL                  -- NULL: permanent
+        )"""
+    )
+    conn.execute("CREATE INDEX ban_history_target ON ban_history (target, banned_at)")
+    conn.execute(
+        """CREATE TABLE delivery_status (
+            id            INTEGER PRIMARY KEY CHECK (id = 1),
+            last_attempt  REAL,
+            last_success  REAL,
+            failing_since REAL,              -- NULL: the last round had no failure
+            last_error    TEXT,
+            kind          TEXT,              -- the error's class name, e.g. AuthError
+            fix           TEXT,              -- what to do about it, when known
+            updated_by    TEXT
+        )"""
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_bans_holders_outbox,
+    m002_cursors,
+    m003_history_delivery_status,
+)
 
 
 def applied(db: Database) -> list[str]:

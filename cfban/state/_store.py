@@ -1,22 +1,27 @@
 """The state store: the one object the rest of cfban uses to read and change the state.
 
-Each method is one transaction. See :mod:`cfban.state._bans` for holders and bans and
-:mod:`cfban.state._outbox` for the queue of operations.
+Each method is one transaction. See :mod:`cfban.state._bans` for holders and bans,
+:mod:`cfban.state._outbox` for the queue of operations, :mod:`cfban.state._history` for
+past bans and the delivery record, :mod:`cfban.state._cursors` for the daemon's cursors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cfban.clock import Clock
-from cfban.state import _bans, _outbox
+from cfban.state import _bans, _cursors, _history, _outbox
+from cfban.state._cursors import Hold, StoredCursor
 from cfban.state._db import Database
 from cfban.state._migrations import migrate
 from cfban.state._outbox import OpKind, OutboxOp
 
 DRY_RUN_PREFIX = "dry-run"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,54 @@ class StateStore:
                 expires_at=expires_at,
                 now=self.clock.now(),
             )
+
+    def commit_holds(
+        self, holds: Sequence[Hold], cursors: Mapping[str, StoredCursor] | None = None
+    ) -> list[str]:
+        """Commit ``holds`` (and the daemon's ``cursors``) in one transaction; return the
+        targets whose add was queued.
+
+        Raises:
+            StateError: the database failed (nothing is committed).
+        """
+        with self.db.write() as conn:
+            return _cursors.commit_batch(conn, self.clock.now(), holds, cursors or {})
+
+    def cursors(self) -> dict[str, StoredCursor]:
+        """Every stored tailer cursor, by path."""
+        return self._read(_cursors.load_cursors)
+
+    def holding(self, target: str, jail: str, now: float) -> bool:
+        """Whether ``jail`` holds ``target`` beyond ``now`` (its ban still runs)."""
+        rows = self.db.read(
+            "SELECT 1 FROM holders WHERE target = ? AND jail = ? "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            (target, jail, now),
+        )
+        return bool(rows)
+
+    def past_bans(self, target: str) -> list[_history.PastBan]:
+        """Every ban of ``target`` that started on this host, oldest first."""
+        return self._read(lambda conn: _history.past_bans(conn, target))
+
+    def record_delivery(
+        self, *, error: str | None, kind: str | None, fix: str | None, by: str
+    ) -> None:
+        """Record how a delivery round went (``error`` None: it succeeded)."""
+        with self.db.write() as conn:
+            _history.record_round(
+                conn, now=self.clock.now(), error=error, kind=kind, fix=fix, by=by
+            )
+
+    def delivery_record(self) -> _history.DeliveryRecord:
+        """How the last delivery rounds went."""
+        return self._read(_history.read_record)
+
+    def _read(self, query: Callable[[sqlite3.Connection], _T]) -> _T:
+        try:
+            return query(self.db.connection)
+        except sqlite3.Error as exc:
+            raise self.db.error(exc) from None
 
     def release(self, target: str, jail: str | None) -> tuple[list[str], bool]:
         """Commit that ``jail`` (every jail: None, forced) lets go of ``target``."""

@@ -4,7 +4,7 @@
 ``_jails``      the configured jails, built: filter, counter, guard, log paths
 ``_pipeline``   one line through filter -> real-IP resolver -> guard -> jail (no I/O)
 ``_metrics``    counters, Prometheus text, the optional metrics endpoint
-``_status``     the status file the daemon keeps, ``cfban status`` and ``cfban health``
+``_status``     typed status (state DB + daemon file), ``cfban status``/``health``
 ``_daemon``     wiring: followers, the pipeline, commits, the delivery thread, signals
 ==============  ===========================================================================
 """
@@ -12,6 +12,15 @@
 from __future__ import annotations
 
 from cfban.watch._daemon import Daemon, WatchOptions
-from cfban.watch._status import Health, read_status
+from cfban.watch._status import DaemonStatus, Health, Status, gather, judge, read_status
 
-__all__ = ["Daemon", "Health", "WatchOptions", "read_status"]
+__all__ = [
+    "DaemonStatus",
+    "Daemon",
+    "Health",
+    "Status",
+    "WatchOptions",
+    "gather",
+    "judge",
+    "read_status",
+]

@@ -1,7 +1,9 @@
 """The daemon: wiring only.
 
 Main thread: follow the jails' log files, run each complete line through the pipeline, and
-commit the bans it decides together with the file cursors (one transaction per batch). A
+commit the bans it decides through the one commit path (:class:`cfban.intake.commit.Intake`:
+bantime grown from the ban history, the recidive rule), together with the file cursors (one
+transaction per batch). A
 delivery thread drains the outbox into Cloudflare concurrently, so a slow or failing
 Cloudflare never stalls log reading; it also turns ended bans into removals. SIGTERM/SIGINT
 stop cleanly *without* unbanning (bans stay at Cloudflare until they expire); SIGHUP reloads
@@ -23,12 +25,12 @@ from typing import Any
 from cfban.bans import BanService
 from cfban.clock import Clock, SystemClock
 from cfban.config import Settings
-from cfban.deliverer import LIST_BATCH
 from cfban.delivery import DeliveryReport
 from cfban.errors import CfbanError
+from cfban.intake.commit import Intake
 from cfban.jail import BanDecision
 from cfban.realip import GuardStats, Resolver, load_ranges
-from cfban.state._cursors import Hold, commit_batch, load_cursors
+from cfban.state import Hold, StoredCursor
 from cfban.tailer import Cursor, Follower, Watcher
 from cfban.targets import ban_target
 from cfban.watch._jails import JailRuntime, build_jails
@@ -80,7 +82,9 @@ class Daemon:
         self.options = options or WatchOptions()
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
-        self._factory = service_factory or (lambda s: BanService(s, clock=self.clock))
+        self._factory = service_factory or (
+            lambda s: BanService(s, clock=self.clock, recorder="daemon")
+        )
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._deliver_now = threading.Event()
@@ -97,7 +101,18 @@ class Daemon:
         self.stats = GuardStats()
         ranges = load_ranges(settings)
         self.pipeline = Pipeline(Resolver.from_settings(settings, ranges), self.metrics)
-        self.jails = build_jails(settings, now=self.clock.now, ranges=ranges, stats=self.stats)
+        self.ranges = ranges
+        self.jails = build_jails(
+            settings, now=self.clock.now, ranges=ranges, stats=self.stats, history=self._history
+        )
+        self._intake: Intake | None = None
+
+    def _history(self, jail: str, address: str) -> int:
+        """How many bans of ``address``'s target ``jail`` has started (the ban history)."""
+        if self._intake is None:
+            return 0
+        target = ban_target(address, self.settings.cloudflare.ipv6_prefix).target
+        return sum(1 for past in self._intake.earlier_bans(target, jail) if past.jail == jail)
 
     def _attach_files(self, cursors: dict[str, Cursor]) -> None:
         wanted: dict[Path, list[JailRuntime]] = {}
@@ -154,8 +169,10 @@ class Daemon:
             server = serve_metrics(self.options.metrics_address, self.metrics.prometheus)
         delivery = threading.Thread(target=self._deliver_loop, name="delivery", daemon=True)
         watcher: Watcher | None = None
+        self._intake = self._make_intake(service)
         try:
-            self._attach_files(load_cursors(service.store.db))
+            cursors = service.store.cursors()
+            self._attach_files({path: Cursor(*stored) for path, stored in cursors.items()})
             watcher = Watcher({p.parent for j in self.jails for p in map(Path, j.logpaths)})
             delivery.start()
             self._loop(service, watcher)
@@ -169,9 +186,14 @@ class Daemon:
             self._write_status(service, stopped=True)
             if server is not None:
                 server.shutdown()
+                server.server_close()
             for entry in self._files.values():
                 entry.follower.close()
             service.close()
+
+    def _make_intake(self, service: BanService) -> Intake:
+        """The commit path for the daemon's decisions, with the guards' ranges and stats."""
+        return Intake(service.rules, service.store, ranges=self.ranges, stats=self.stats)
 
     def _loop(self, service: BanService, watcher: Watcher) -> None:
         last_status = last_purge = last_line = self.clock.monotonic()
@@ -215,6 +237,9 @@ class Daemon:
         except CfbanError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
+        self._intake = Intake(
+            self.settings.rules(), service.store, ranges=self.ranges, stats=self.stats
+        )
         self._attach_files({})
         log.info("configuration reloaded: %d jail(s)", len(self.jails))
 
@@ -245,9 +270,8 @@ class Daemon:
                 except CfbanError as exc:
                     self.metrics.bad_lines += 1
                     log.warning("%s: a line could not be processed: %s", path, exc)
-            queued = commit_batch(
-                service.store.db, self.clock.now(), holds, {str(path): lines[-1].cursor}
-            )
+            end = lines[-1].cursor
+            queued = self._commit(holds, {str(path): (end.inode, end.offset, end.head)})
             for hold in holds:
                 seen = "" if hold.target == hold.address else f" (seen as {hold.address})"
                 log.info("ban %s%s by jail %s", hold.target, seen, hold.jail)
@@ -257,25 +281,32 @@ class Daemon:
         return total
 
     def _hold(self, decision: BanDecision) -> Hold | None:
-        expires = decision.expires_at
-        if expires is not None and expires <= self.clock.now():
+        """The hold the one commit path plans for a jail's decision (None: none to commit)."""
+        assert self._intake is not None
+        try:
+            hold, _seconds = self._intake.plan(
+                decision.address, decision.jail, decision.bantime, start=decision.time
+            )
+        except CfbanError as exc:  # the pipeline's guard refused it already; be safe
+            log.warning("jail %s: not banning %s: %s", decision.jail, decision.address, exc)
+            return None
+        if hold.expires_at is not None and hold.expires_at <= self.clock.now():
             return None  # a ban from an old log line that would already have ended
-        target = ban_target(decision.address, self.settings.cloudflare.ipv6_prefix)
-        return Hold(target.address, target.target, decision.jail, expires)
+        return hold
+
+    def _commit(self, holds: list[Hold], cursors: dict[str, StoredCursor]) -> list[str]:
+        assert self._intake is not None
+        return self._intake.commit(holds, cursors)
 
     # -- delivery thread ----------------------------------------------------------------------
 
     def _deliver_loop(self) -> None:
         service = self._factory(self.settings)
-        batch_size = LIST_BATCH if self.settings.cloudflare.backend == "list" else None
         try:
             while True:
                 stopping = self._stop.is_set()
                 try:
-                    report = service.deliver(
-                        deadline=STOP_DEADLINE if stopping else ROUND_DEADLINE,
-                        batch_size=batch_size,
-                    )
+                    report = service.deliver(deadline=STOP_DEADLINE if stopping else ROUND_DEADLINE)
                 except CfbanError as exc:
                     self._last_error = str(exc)
                     log.error("delivery failed: %s", exc)

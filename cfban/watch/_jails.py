@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from cfban.config import Settings
 from cfban.errors import ConfigError, FilterError
-from cfban.fail2ban._api import load_filter
-from cfban.fail2ban._matcher import LineMatcher
+from cfban.fail2ban import LineMatcher, load_filter
 from cfban.jail import Jail
 from cfban.realip import BanGuard, CloudflareRanges, GuardStats
 from cfban.tailer import expand_logpaths
@@ -36,9 +36,10 @@ def build_jails(
     now: Callable[[], float],
     ranges: CloudflareRanges,
     stats: GuardStats,
-    previous_bans: Callable[[str], int] | None = None,
+    history: Callable[[str, str], int] | None = None,
 ) -> list[JailRuntime]:
-    """Every enabled jail of ``settings``.
+    """Every enabled jail of ``settings``; ``history(jail, address)`` counts the bans the
+    jail has started for the address (its growth with ``bantime_factor``).
 
     Raises:
         ConfigError: no jail is enabled, or a jail has no log path.
@@ -69,7 +70,7 @@ def build_jails(
                     now=now,
                     bantime_factor=conf.bantime_factor,
                     bantime_maxtime=conf.bantime_maxtime,
-                    previous_bans=previous_bans,
+                    previous_bans=(None if history is None else partial(history, name)),
                 ),
                 guard=BanGuard.from_settings(settings, name, ranges=ranges, stats=stats),
             )

@@ -1,23 +1,42 @@
-"""The status file: what ``cfban status`` shows and what ``cfban health`` judges.
+"""What ``cfban status`` shows and what ``cfban health`` judges.
 
-The daemon rewrites ``STATE_DIR/status.json`` (atomically) every few seconds. Health means:
-the file is fresh (the daemon is alive and its loop turns) and the oldest queued operation
-is not older than ``stuck_after`` (delivery is not stuck).
+Two sources, read without a running daemon:
+
+* the **state database**: the delivery record every delivery round updates (whoever ran
+  it: the daemon's delivery thread, a background deliverer, a CLI command) and the outbox,
+  whose oldest operation says how long a ban has waited for Cloudflare;
+* the **status file** ``STATE_DIR/status.json``, which the daemon (when one runs) rewrites
+  atomically every few seconds: its jails, counters and whether its loop still turns.
+
+Health fails when a queued operation has waited longer than ``[cloudflare] max_queue_age``,
+when a daemon that reported before has gone stale or stopped, and when nothing has ever run.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from cfban.intake.alarm import age, delivery_warning
+from cfban.state import DeliveryRecord
 
 STATUS_FILE = "status.json"
 #: The daemon writes the file at least this often.
 STATUS_INTERVAL = 5.0
 STALE_AFTER = 30.0
-STUCK_AFTER = 900.0
+
+
+class StateStoreLike(Protocol):
+    """The reads of :class:`cfban.state.StateStore` the status needs."""
+
+    def delivery_record(self) -> DeliveryRecord: ...
+
+    def depth(self) -> dict[str, int]: ...
+
+    def oldest_queued_at(self) -> float | None: ...
 
 
 def write_status(state_dir: Path, data: dict[str, Any]) -> None:
@@ -38,6 +57,56 @@ def read_status(state_dir: Path) -> dict[str, Any] | None:
 
 
 @dataclass(frozen=True)
+class DaemonStatus:
+    """What the daemon's status file says."""
+
+    pid: int | None
+    updated_at: float
+    stopped: bool
+    dry_run: bool
+    config: str | None
+    jails: dict[str, Any]
+    metrics: dict[str, Any]
+    last_error: str | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DaemonStatus:
+        updated = data.get("updated_at")
+        jails, metrics = data.get("jails"), data.get("metrics")
+        return cls(
+            pid=data.get("pid") if isinstance(data.get("pid"), int) else None,
+            updated_at=float(updated) if isinstance(updated, int | float) else 0.0,
+            stopped=bool(data.get("stopped")),
+            dry_run=bool(data.get("dry_run")),
+            config=str(data["config"]) if data.get("config") is not None else None,
+            jails=jails if isinstance(jails, dict) else {},
+            metrics=metrics if isinstance(metrics, dict) else {},
+            last_error=str(data["last_error"]) if data.get("last_error") else None,
+        )
+
+
+@dataclass(frozen=True)
+class Status:
+    """Everything ``cfban status`` shows, read at ``now``."""
+
+    now: float
+    daemon: DaemonStatus | None
+    delivery: DeliveryRecord = field(default_factory=DeliveryRecord)
+    queued: dict[str, int] = field(default_factory=dict)
+    oldest_queued_at: float | None = None
+
+    @property
+    def oldest_age(self) -> float | None:
+        """Seconds the oldest queued operation has waited (None: nothing queued)."""
+        return None if self.oldest_queued_at is None else self.now - self.oldest_queued_at
+
+    @property
+    def warning(self) -> str | None:
+        """The delivery warning, when delivery is failing."""
+        return delivery_warning(self.delivery, self.oldest_queued_at, self.now)
+
+
+@dataclass(frozen=True)
 class Health:
     """The verdict of ``cfban health``."""
 
@@ -45,20 +114,40 @@ class Health:
     reason: str
 
 
-def judge(status: dict[str, Any] | None, now: float, *, stuck_after: float = STUCK_AFTER) -> Health:
-    """Whether the daemon that wrote ``status`` is healthy at ``now``."""
-    if status is None:
-        return Health(False, "no status file: is `cfban watch` running with this state dir?")
-    age = now - float(status.get("updated_at", 0))
-    if status.get("stopped"):
-        return Health(False, "the daemon stopped")
-    if age > STALE_AFTER:
-        return Health(False, f"the daemon has not reported for {age:.0f} s")
-    oldest = status.get("oldest_queued_at")
-    if isinstance(oldest, int | float) and now - oldest > stuck_after:
+def judge(status: Status, max_queue_age: float) -> Health:
+    """Whether bans reach Cloudflare in time, and the daemon (if one reported) is alive."""
+    daemon = status.daemon
+    waited = status.oldest_age
+    if waited is not None and waited > max_queue_age:
+        error = status.delivery.last_error if status.delivery.failing else None
+        error = error or (daemon.last_error if daemon is not None else None)
         return Health(
             False,
-            f"an operation has waited {now - oldest:.0f} s for Cloudflare "
-            f"(last error: {status.get('last_error') or 'none'})",
+            f"a ban has waited {age(waited)} for Cloudflare (more than max_queue_age "
+            f"{age(max_queue_age)}; last error: {error or 'none'})",
+        )
+    if daemon is not None:
+        if daemon.stopped:
+            return Health(False, "the daemon stopped")
+        stale = status.now - daemon.updated_at
+        if stale > STALE_AFTER:
+            return Health(False, f"the daemon has not reported for {stale:.0f} s")
+    elif status.delivery.last_attempt is None:
+        return Health(
+            False,
+            "no status file and no delivery yet: is `cfban watch` (or the fail2ban action) "
+            "running with this state dir?",
         )
     return Health(True, "ok")
+
+
+def gather(state_dir: Path, store: StateStoreLike, now: float) -> Status:
+    """The status at ``now``, from the state database and the daemon's file (if any)."""
+    raw = read_status(state_dir)
+    return Status(
+        now=now,
+        daemon=DaemonStatus.from_json(raw) if raw is not None else None,
+        delivery=store.delivery_record(),
+        queued=store.depth(),
+        oldest_queued_at=store.oldest_queued_at(),
+    )

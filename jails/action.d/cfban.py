@@ -15,7 +15,7 @@ are not banned again. The address checks (Cloudflare's ranges, ignoreip, private
 happen when cfban takes the request; a refused address is logged by cfban.
 
 This file only uses the standard library and fail2ban, because fail2ban-server's Python need
-not have cfban installed. The request format is described in cfban's ``cfban/spool.py``.
+not have cfban installed. The request format is described in cfban's ``cfban/intake/spool.py``.
 """
 
 import fcntl
@@ -30,6 +30,7 @@ from fail2ban.server.actions import ActionBase
 
 _SEQUENCE = itertools.count()
 _KICK_INTERVAL = 0.3
+_ERRORS = ".deliverer.stderr"  # the last deliverer's stderr, for fail2ban's log
 
 
 class CfbanAction(ActionBase):
@@ -126,6 +127,8 @@ class CfbanAction(ActionBase):
         after releasing it, so a request written before this check is never left behind.
         """
         child = self._child
+        if child is not None and child.poll() not in (None, 0):
+            self._report_failure(child.returncode)
         if child is not None and child.poll() is None and not force:
             if time.monotonic() - self._kicked < _KICK_INTERVAL:
                 return  # just started: it will take the lock and see the request
@@ -133,16 +136,30 @@ class CfbanAction(ActionBase):
             return
         self._kicked = time.monotonic()
         try:
-            self._child = subprocess.Popen(
-                self.command + ["deliver", "--linger", "5"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                close_fds=True,
-            )
+            with open(os.path.join(self.spool, _ERRORS), "wb") as errors:
+                self._child = subprocess.Popen(
+                    self.command + ["deliver", "--linger", "5"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                    start_new_session=True,
+                    close_fds=True,
+                )
         except OSError as exc:
             self._logSys.error("cannot start %s: %s", self.command[0], exc)
+
+    def _report_failure(self, code):
+        """A deliverer that failed (a bad configuration: exit 78) says why in fail2ban's log;
+        its own log (``<state_dir>/deliverer.log``) has the rest."""
+        try:
+            with open(os.path.join(self.spool, _ERRORS), "rb") as errors:
+                lines = errors.read().decode("utf-8", "replace").strip().splitlines()
+        except OSError:
+            lines = []
+        self._logSys.error(
+            "cfban deliverer exited with %d: %s", code, lines[-1] if lines else "(no message)"
+        )
+        self._child = None
 
     def _deliverer_running(self):
         fd = os.open(os.path.join(self.spool, ".deliverer.lock"), os.O_RDWR | os.O_CREAT, 0o600)

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cfban.deliverlock import SPOOL_DIR
+from cfban.intake.lock import SPOOL_DIR
 
 log = logging.getLogger(__name__)
 

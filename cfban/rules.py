@@ -1,0 +1,166 @@
+"""The ban rules every way in applies, as a plain snapshot of the validated configuration.
+
+:class:`Rules` holds what committing a ban needs (state dir, IPv6 prefix, never-ban lists,
+each jail's bantime and growth, the recidive rule). The full configuration
+(:mod:`cfban.config`, pydantic) builds it with ``Settings.rules()``; every way in commits
+through :class:`cfban.intake.commit.Intake` under it. The hook's fast path, which must not
+load pydantic, reads the same snapshot from ``STATE_DIR/rules.json``, written
+by the full command after it validated the configuration (see :mod:`cfban.intake.snapshot`).
+So there is one schema and one reader; the snapshot is only its cached result.
+
+How long a ban lasts (:meth:`Rules.bantime`, over the target's :func:`earlier_bans`; a
+request while the jail's ban still runs extends that ban, it is not a repeat):
+
+1. the bantime given with the ban (``--bantime``, fail2ban's ``bantime.increment`` result, a
+   daemon decision) is used as given; else the jail's ``bantime``, grown for a repeat
+   offender: the n-th ban of a target in that jail lasts ``bantime × bantime_factor^(n-1)``,
+   capped at ``bantime_maxtime``;
+2. then the recidive rule: when the target was banned ``bans - 1`` times (any jail) within
+   ``findtime`` before now, this ban is the recidive ``bantime`` (when that is longer).
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from cfban.durations import DEFAULT_BANTIME
+
+#: The jail of a ban or unban given without ``--jail``.
+MANUAL_JAIL = "manual"
+#: Seconds a queued operation may wait before ``cfban health`` fails, by default.
+DEFAULT_MAX_QUEUE_AGE = 900.0
+
+
+class PastBanLike(Protocol):
+    @property
+    def jail(self) -> str: ...
+
+    @property
+    def banned_at(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class JailRules:
+    """What one jail's configuration says about its bans."""
+
+    bantime: int = DEFAULT_BANTIME
+    bantime_factor: float = 1.0
+    bantime_maxtime: int | None = None
+    ignoreip: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recidive:
+    """An address banned ``bans`` times within ``findtime`` seconds gets ``bantime``."""
+
+    bans: int
+    findtime: int
+    bantime: int
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The validated configuration, as far as committing bans needs it."""
+
+    state_dir: Path
+    ipv6_prefix: int = 64
+    ignoreip: tuple[str, ...] = ()
+    allow_test_nets: bool = False
+    dry_run: bool = True
+    jails: Mapping[str, JailRules] = field(default_factory=dict)
+    recidive: Recidive | None = None
+    max_queue_age: float = DEFAULT_MAX_QUEUE_AGE
+
+    def jail(self, name: str | None) -> JailRules:
+        """The rules of jail ``name`` (defaults for an unconfigured jail or none)."""
+        found = self.jails.get(name) if name is not None else None
+        return found if found is not None else JailRules()
+
+    def bantime(
+        self,
+        jail: str | None,
+        given: float | None,
+        history: Sequence[PastBanLike],
+        now: float,
+    ) -> float:
+        """Seconds the ban lasts (negative: permanent); see the module docstring."""
+        rules = self.jail(jail)
+        seconds: float = given if given is not None else rules.bantime
+        if given is None:
+            count = 1 + sum(1 for past in history if past.jail == (jail or MANUAL_JAIL))
+            seconds = grown(rules.bantime, rules.bantime_factor, rules.bantime_maxtime, count)
+        recidive = self.recidive
+        if recidive is not None and seconds >= 0:
+            recent = sum(1 for past in history if past.banned_at > now - recidive.findtime)
+            if recent + 1 >= recidive.bans:
+                seconds = (
+                    recidive.bantime if recidive.bantime < 0 else max(seconds, recidive.bantime)
+                )
+        return seconds
+
+    # -- the snapshot --------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state_dir"] = str(self.state_dir)
+        data["jails"] = {name: asdict(j) for name, j in self.jails.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Rules:
+        """The rules a snapshot holds.
+
+        Raises:
+            ValueError, TypeError, KeyError: not a snapshot this version wrote.
+        """
+        recidive = data.get("recidive")
+        return cls(
+            state_dir=Path(data["state_dir"]),
+            ipv6_prefix=int(data["ipv6_prefix"]),
+            ignoreip=tuple(data["ignoreip"]),
+            allow_test_nets=bool(data["allow_test_nets"]),
+            dry_run=bool(data["dry_run"]),
+            jails={
+                str(name): JailRules(
+                    bantime=int(j["bantime"]),
+                    bantime_factor=float(j["bantime_factor"]),
+                    bantime_maxtime=j["bantime_maxtime"],
+                    ignoreip=tuple(j["ignoreip"]),
+                )
+                for name, j in dict(data["jails"]).items()
+            },
+            recidive=Recidive(**recidive) if recidive is not None else None,
+            max_queue_age=float(data["max_queue_age"]),
+        )
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), sort_keys=True)
+
+
+def earlier_bans(history: Sequence[PastBanLike], jail: str, running: bool) -> list[PastBanLike]:
+    """The bans that came before a new one of ``jail``: while ``jail``'s ban of the target
+    still runs, a new request extends it, so that ban (its latest) is not an earlier one."""
+    past = list(history)
+    if running:
+        for index in range(len(past) - 1, -1, -1):
+            if past[index].jail == jail:
+                del past[index]
+                break
+    return past
+
+
+def grown(bantime: int, factor: float, maxtime: int | None, count: int) -> int:
+    """The bantime of an address's ``count``-th ban: ``bantime × factor^(count-1)``, capped
+    at ``maxtime`` (when set and positive); a permanent ban stays permanent."""
+    if bantime <= 0 or factor <= 1 or count <= 1:
+        return bantime
+    value = bantime * factor ** (count - 1)
+    if maxtime is not None and maxtime > 0:
+        value = min(value, maxtime)
+    return int(value)
