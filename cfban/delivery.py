@@ -222,6 +222,7 @@ def _drain(
             if removes:
                 _send_removes(store, backend, clock, removes, report)
             elif not (wait and _sleep_until_due(store, clock, limit)):
+                _settle(store, backend, report)
                 return
         if report.deadline_reached:
             return
@@ -231,6 +232,24 @@ def _drain(
                 f"added {len(report.added)}, removed {len(report.removed)}, "
                 f"{depth['add'] + depth['remove']} queued"
             )
+
+
+def _settle(store: StateStore, backend: Backend, report: DeliveryReport) -> None:
+    """Nothing is due: let a backend that learns entry ids lazily (the list backend) learn
+    them now, while it is cheap, and record them."""
+    settle = getattr(backend, "settle", None)
+    if not callable(settle):
+        return
+    try:
+        refs = settle()
+    except DeadlineReached:
+        report.deadline_reached = True
+        return
+    except CfbanError as exc:
+        log.info("could not learn the ids of new list items yet: %s", exc)
+        return
+    if refs:
+        store.set_refs(refs)
 
 
 def _sleep_until_due(store: StateStore, clock: Clock, limit: float | None) -> bool:

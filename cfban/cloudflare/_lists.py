@@ -290,6 +290,25 @@ class ListBackend:
         else:
             self.mirror.put([found])
 
+    def settle(self) -> dict[str, str]:
+        """When idle: learn the ids of the items cfban added, if one paged read costs at most
+        half a request per id learnt (a flood's worth); return them by target.
+
+        Ids are otherwise learnt when deleting; learning them while idle spares that read
+        later and lets the local state name each item. A trickle of bans into a big list
+        never triggers it (the read would cost more than the ids are worth).
+        """
+        unknown = self.mirror.unknown_ids()
+        if not unknown or self._list is None:
+            return {}
+        count = self.mirror.get("num_items")
+        pages = math.ceil(max(int(count) if count else self.mirror.count(), 1) / ITEMS_PER_PAGE)
+        if pages * 2 > unknown:
+            return {}
+        rows = [row for item in self._items(self._list) if (row := _row(item)) is not None]
+        self.mirror.put(rows)
+        return {row.ip: row.id for row in rows if row.owned and row.id is not None}
+
     # -- writing items -------------------------------------------------------------------
 
     def _written(self, completed: str | None, delta: int) -> None:

@@ -156,6 +156,14 @@ class ListMirror:
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
+    def unknown_ids(self) -> int:
+        """How many of cfban's items have no id known yet."""
+        return int(
+            self._db.execute(
+                "SELECT COUNT(*) FROM items WHERE owned = 1 AND id IS NULL"
+            ).fetchone()[0]
+        )
+
     def owned_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM items WHERE owned = 1").fetchone()[0])
 
