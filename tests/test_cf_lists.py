@@ -13,7 +13,6 @@ from cfban.cloudflare import (
     BanEntry,
     ListBackend,
     Marker,
-    NotFoundError,
     make_backend,
     parse_marker,
 )
@@ -210,7 +209,9 @@ def test_list_owned(cf_emulator: Emulator, tmp_path: Path) -> None:
     assert be.list_owned() == []
     be.add([BanEntry("203.0.113.7", T0, ("sshd",)), BanEntry("2001:db8::/64", None, ())])
     owned = {e.target: e for e in be.list_owned()}
-    assert {t: e.ref for t, e in owned.items()} == {t: i["id"] for t, i in items(cf_emulator).items()}
+    assert {t: e.ref for t, e in owned.items()} == {
+        t: i["id"] for t, i in items(cf_emulator).items()
+    }
     assert owned["203.0.113.7"].expires_at == T0
     assert owned["2001:db8::/64"].scope == cf_emulator.account_id
 

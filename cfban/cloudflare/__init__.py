@@ -13,10 +13,15 @@ from cfban.cloudflare._backend import Backend, BanEntry, DryRunBackend, RemoteEn
 from cfban.cloudflare._factory import make_backend
 from cfban.cloudflare._http import CloudflareHttp, Envelope, NotFoundError
 from cfban.cloudflare._limiter import HostRateLimiter
+from cfban.cloudflare._listops import ListFullError
 from cfban.cloudflare._lists import ListBackend
 from cfban.cloudflare._marker import Marker, format_marker, parse_marker
+from cfban.cloudflare._problems import KINDS, PERSISTENT, Problem, classify
+from cfban.cloudflare._stall import StallRecord, clear_problem, read_problem, record_problem
 
 __all__ = [
+    "KINDS",
+    "PERSISTENT",
     "AccessRulesBackend",
     "Backend",
     "BanEntry",
@@ -25,11 +30,18 @@ __all__ = [
     "Envelope",
     "HostRateLimiter",
     "ListBackend",
+    "ListFullError",
     "Marker",
     "NotFoundError",
+    "Problem",
     "RemoteEntry",
     "RetryLaterError",
+    "StallRecord",
+    "classify",
+    "clear_problem",
     "format_marker",
     "make_backend",
     "parse_marker",
+    "read_problem",
+    "record_problem",
 ]

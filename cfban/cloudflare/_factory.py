@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from cfban import notify
 from cfban.clock import Clock
 from cfban.cloudflare._access_rules import AccessRulesBackend
 from cfban.cloudflare._backend import Backend, DryRunBackend
@@ -65,6 +66,7 @@ def make_backend(
         ConfigError: a setting the backend needs is missing or the token file is unreadable.
     """
     cf = settings.cloudflare
+    notify.configure(state_dir, settings.notify)
     if settings.token() is None:
         return DryRunBackend(cf.backend, writer)
     budget = request_budget(settings, state_dir, clock=clock)

@@ -137,7 +137,7 @@ class FullPolicy:
             f"the IP list is full ({self.capacity() or '?'} items): {left} ban(s) wait for room",
             hint=(
                 "cfban retries a few times a minute; make room (shorter bantime, cfban sync) "
-                "or choose [cloudflare] on_full = \"evict\" or \"spill\""
+                'or choose [cloudflare] on_full = "evict" or "spill"'
             ),
         )
 

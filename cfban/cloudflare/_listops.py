@@ -84,9 +84,7 @@ class OperationRunner:
             result = envelope.result if isinstance(envelope.result, dict) else {}
             operation = result.get("operation_id")
             if not isinstance(operation, str) or not operation:
-                raise TransportError(
-                    f"Cloudflare answered {method} {path} without an operation id"
-                )
+                raise TransportError(f"Cloudflare answered {method} {path} without an operation id")
             self._mirror.set(pending_operation=operation, last_write_at=str(self._clock.now()))
             return self._wait(operation, sent)
         finally:

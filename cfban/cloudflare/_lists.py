@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cfban import notify
 from cfban.clock import Clock
 from cfban.cloudflare._backend import (
     Backend,
@@ -35,7 +36,7 @@ from cfban.cloudflare._backend import (
     to_network,
 )
 from cfban.cloudflare._http import CloudflareHttp, NotFoundError
-from cfban.cloudflare._listfull import FullPolicy, OnFull
+from cfban.cloudflare._listfull import DOCUMENTED_QUOTA, FullPolicy, OnFull
 from cfban.cloudflare._listops import LOCK_FILE, OperationRunner
 from cfban.cloudflare._marker import Marker, format_marker, parse_marker
 from cfban.cloudflare._mirror import MIRROR_FILE, ListMirror, MirrorItem
@@ -59,6 +60,8 @@ _CHECK_REUSE = 1.0
 #: The custom rule of each zone is checked again after this many seconds.
 _RULE_RECHECK = 3600.0
 _NAME = re.compile(r"^[a-z0-9_]{1,50}$")
+FILL_ALERT = 0.9
+FILL_CLEAR = 0.85
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -118,6 +121,7 @@ class ListBackend:
         self._checked_at: float | None = None
         self._exact = False
         self._refreshed_for: IpList | None = None
+        self._state_dir = state_dir
 
     def __repr__(self) -> str:
         return f"ListBackend({self._rule.list_name!r}, account {self._account})"
@@ -318,6 +322,20 @@ class ListBackend:
         self._list = self._list.model_copy(update={"num_items": count})
         self.mirror.wrote(completed, count if self._exact else None)
         self._checked_at = None  # the next call asks Cloudflare again
+        self._watch_fill(count)
+
+    def _watch_fill(self, count: int) -> None:
+        """Tell the ``[notify]`` webhook once when the list passes 90 % of its capacity, and
+        once when it is back below 85 %."""
+        if self._state_dir is None:
+            return
+        capacity = self.full.capacity() or DOCUMENTED_QUOTA
+        fill = count / capacity
+        details = {"list": self.list_name, "items": count, "capacity": capacity, "fill": fill}
+        if fill >= FILL_ALERT:
+            notify.start(self._state_dir, "list_fill", self._clock.now(), details)
+        elif fill < FILL_CLEAR:
+            notify.end(self._state_dir, "list_fill", self._clock.now(), details)
 
     def _post(self, ip_list: IpList, rows: list[MirrorItem], known: set[str]) -> None:
         """POST ``rows`` (new comments), then record them in the mirror."""

@@ -13,12 +13,13 @@ kind                what it means                                               
 ``budget_spent``    cfban's own share of the request budget is used up          no
 ``rate_limited``    Cloudflare answered 429: the whole account must wait        no
 ``unreachable``     network errors, timeouts, Cloudflare outages                no
-``refused``         Cloudflare refused the request for another reason           yes
-``other``           anything else (a bug, a local problem)                      yes
+``refused``         Cloudflare refused the request for another reason           no
+``other``           anything else (a bug, a local problem)                      no
 ==================  ==========================================================  ==========
 
 A *persistent* problem does not pass by waiting: cfban retries it only a few times a minute
-(see ``cfban.delivery``) so a revoked token or a full list never burns the request budget.
+(see :mod:`cfban.cloudflare._stall`) so a revoked token or a full list never burns the
+request budget; any problem that repeats three times in a row slows retries too.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ KINDS = (
     "refused",
     "other",
 )
-PERSISTENT = frozenset({"list_full", "token_invalid", "permission", "not_found", "refused", "other"})
+PERSISTENT = frozenset({"list_full", "token_invalid", "permission", "not_found"})
 _TOKEN_CODES = frozenset({1000, 6003, 6111, 9103})
 
 
