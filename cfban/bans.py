@@ -355,6 +355,9 @@ class BanService:
             checks.extend(self.backend.check())
         except CfbanError as exc:
             checks.append(("cloudflare", False, str(exc)))
+        from cfban.cloudflare import cloudflare_checks, cloudflare_status  # problem, fill, budget
+
+        checks.extend(cloudflare_checks(cloudflare_status(settings, settings.resolved_state_dir)))
         return checks
 
     def _log_checks(self) -> list[tuple[str, bool, str]]:

@@ -133,6 +133,10 @@ def status(
         typer.echo("refused: " + ", ".join(f"{k} {v}" for k, v in sorted(refused.items())))
     if data.get("last_error"):
         typer.echo(f"last error: {data['last_error']}")
+    from cfban.cloudflare import cloudflare_lines  # problem, list fill, budget
+
+    for line in cloudflare_lines(data.get("cloudflare")):
+        typer.echo(line)
 
 
 def health(ctx: typer.Context) -> None:

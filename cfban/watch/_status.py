@@ -1,8 +1,10 @@
 """The status file: what ``cfban status`` shows and what ``cfban health`` judges.
 
 The daemon rewrites ``STATE_DIR/status.json`` (atomically) every few seconds. Health means:
-the file is fresh (the daemon is alive and its loop turns) and the oldest queued operation
-is not older than ``stuck_after`` (delivery is not stuck).
+the file is fresh (the daemon is alive and its loop turns), delivery is not held up by a
+problem that waiting will not fix (a revoked token, a lost permission, a full list, a
+deleted list: ``cloudflare.problem`` in the file), and the oldest queued operation is not
+older than ``stuck_after`` (delivery is not stuck).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cfban.cloudflare import PERSISTENT
 
 STATUS_FILE = "status.json"
 #: The daemon writes the file at least this often.
@@ -54,6 +58,14 @@ def judge(status: dict[str, Any] | None, now: float, *, stuck_after: float = STU
         return Health(False, "the daemon stopped")
     if age > STALE_AFTER:
         return Health(False, f"the daemon has not reported for {age:.0f} s")
+    problem = (status.get("cloudflare") or {}).get("problem")
+    if isinstance(problem, dict) and problem.get("kind") in PERSISTENT:
+        # Waiting will not fix it: say so now rather than when the queue is old.
+        return Health(
+            False,
+            f"delivery waits: {problem.get('kind')}: {problem.get('message')} "
+            f"(fix: {problem.get('fix')})",
+        )
     oldest = status.get("oldest_queued_at")
     if isinstance(oldest, int | float) and now - oldest > stuck_after:
         return Health(
