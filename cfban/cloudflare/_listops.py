@@ -9,6 +9,12 @@ deadline) is remembered in the mirror; whoever writes next sees it through first
 Polling: an operation is polled once at its expected completion time (learnt from the
 operations before it), then with a growing pause. A strict server that finishes in half a
 second costs one poll per write.
+
+Pacing: while writes follow each other closely (a burst), the pause the next one should
+wait for (:meth:`OperationRunner.pace`) doubles from :data:`MIN_GAP` up to :data:`MAX_GAP`
+seconds, so a burst of any length costs a few writes; once the flow stops, it drops back.
+Whoever completes an operation (the writer, or a process resuming it) records its
+completion and the item count it leaves in the mirror, which keeps the mirror exact.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ LOCK_FILE = "list-operation.lock"
 FULL_TEXT = "maximum number of items"
 _FIRST_POLL = 0.5  # before any operation was timed
 _AFTER = (0.5, 1.0, 2.0, 4.0, 8.0)
+MIN_GAP = 1.0
+MAX_GAP = 5.0
 
 
 class ListFullError(CloudflareError):
@@ -64,8 +72,19 @@ class OperationRunner:
         self._writes_budget = writes_budget
         self._expected = _FIRST_POLL
 
-    def write(self, method: str, path: str, body: Any) -> str | None:
+    def pace(self) -> float:
+        """Seconds the next write should wait (see the module docstring)."""
+        last = self._mirror.get("last_write_at")
+        if last is None:
+            return 0.0
+        gap = float(self._mirror.get("write_gap") or MIN_GAP)
+        return max(0.0, min(gap, float(last) + gap - self._clock.now()))
+
+    def write(self, method: str, path: str, body: Any, *, expect: int | None) -> str | None:
         """Send one write and wait for its operation; return its ``completed`` time.
+
+        ``expect`` is the item count the write leaves when the mirror was exact before it
+        (None otherwise); it is recorded with the completion.
 
         Raises:
             ListFullError: the operation failed because the lists are full.
@@ -79,16 +98,29 @@ class OperationRunner:
                 self._wait(pending, self._clock.monotonic())
             if self._writes_budget is not None:
                 self._writes_budget.acquire()
+            self._mirror.wrote(None, None)  # until the operation is seen through
             envelope = self._http.request(method, path, json_body=body, permission=self._edit)
             sent = self._clock.monotonic()
             result = envelope.result if isinstance(envelope.result, dict) else {}
             operation = result.get("operation_id")
             if not isinstance(operation, str) or not operation:
                 raise TransportError(f"Cloudflare answered {method} {path} without an operation id")
-            self._mirror.set(pending_operation=operation, last_write_at=str(self._clock.now()))
+            self._started(operation, expect)
             return self._wait(operation, sent)
         finally:
             self._unlock(fd)
+
+    def _started(self, operation: str, expect: int | None) -> None:
+        now = self._clock.now()
+        last = self._mirror.get("last_write_at")
+        gap = float(self._mirror.get("write_gap") or MIN_GAP)
+        busy = last is not None and now - float(last) < gap + 1.5
+        self._mirror.set(
+            pending_operation=operation,
+            pending_count=None if expect is None else str(expect),
+            last_write_at=str(now),
+            write_gap=str(min(MAX_GAP, gap * 2) if busy else MIN_GAP),
+        )
 
     def _lock(self) -> int | None:
         if self._lock_path is None:
@@ -127,7 +159,10 @@ class OperationRunner:
             status = parse(BulkOperation, envelope.result, "a list operation")
             if status.status not in ("completed", "failed"):
                 continue
-            self._mirror.set(pending_operation=None)
+            expect = self._mirror.get("pending_count")
+            self._mirror.set(pending_operation=None, pending_count=None)
+            if status.status == "completed":
+                self._mirror.wrote(status.completed, int(expect) if expect else None)
             took = self._clock.monotonic() - sent
             # Next time, look when this one would have been done (within sane bounds).
             self._expected = min(5.0, max(0.2, took if attempt == 1 else took * 0.9))

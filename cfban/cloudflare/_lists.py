@@ -53,8 +53,6 @@ EDIT = "Account > Account Filter Lists > Edit"
 # about 1 MB, and one request instead of ten keeps a flood within a handful of requests.
 MAX_ITEMS_PER_REQUEST = 10_000
 ITEMS_PER_PAGE = 500  # the documented maximum
-#: Seconds between the starts of two list writes: bans arriving meanwhile share one write.
-ROUND_GAP = 2.0
 #: Seconds a ``GET .../rules/lists`` answer stays good enough to tell the mirror is exact.
 _CHECK_REUSE = 1.0
 #: The custom rule of each zone is checked again after this many seconds.
@@ -142,10 +140,7 @@ class ListBackend:
     def pace(self) -> float:
         """Seconds to wait before the next write, so bans arriving close together share one
         write (and one poll) instead of costing a round each."""
-        last = self.mirror.get("last_write_at")
-        if last is None:
-            return 0.0
-        return max(0.0, min(ROUND_GAP, float(last) + ROUND_GAP - self._clock.now()))
+        return self._ops.pace()
 
     def fill(self) -> tuple[int, int | None]:
         """Items in the list as last seen, and its capacity once known (None before)."""
@@ -315,13 +310,17 @@ class ListBackend:
 
     # -- writing items -------------------------------------------------------------------
 
-    def _written(self, completed: str | None, delta: int) -> None:
-        """Record a completed write that changed the item count by ``delta``."""
-        assert self._list is not None
-        count = self._list.num_items + delta
-        self._list = self._list.model_copy(update={"num_items": count})
-        self.mirror.wrote(completed, count if self._exact else None)
-        self._checked_at = None  # the next call asks Cloudflare again
+    def _write(self, ip_list: IpList, method: str, body: Any, delta: int) -> None:
+        """One write that changes the item count by ``delta``; the mirror holds its rows
+        already (it is marked inexact until the operation completes)."""
+        count = ip_list.num_items + delta
+        try:
+            self._ops.write(
+                method, self._items_path(ip_list), body, expect=count if self._exact else None
+            )
+        finally:
+            self._checked_at = None  # the next call asks Cloudflare again
+        self._list = ip_list.model_copy(update={"num_items": count})
         self._watch_fill(count)
 
     def _watch_fill(self, count: int) -> None:
@@ -340,17 +339,15 @@ class ListBackend:
     def _post(self, ip_list: IpList, rows: list[MirrorItem], known: set[str]) -> None:
         """POST ``rows`` (new comments), then record them in the mirror."""
         for chunk in _chunks(rows, MAX_ITEMS_PER_REQUEST):
-            body = [{"ip": r.ip, "comment": r.comment} for r in chunk]
-            completed = self._ops.write("POST", self._items_path(ip_list), body)
             self.mirror.put(chunk)
-            self._written(completed, sum(1 for r in chunk if r.ip not in known))
+            body = [{"ip": r.ip, "comment": r.comment} for r in chunk]
+            self._write(self._list or ip_list, "POST", body, _new(chunk, known))
 
     def _delete(self, ip_list: IpList, doomed: list[MirrorItem]) -> None:
         for chunk in _chunks(doomed, MAX_ITEMS_PER_REQUEST):
-            body = {"items": [{"id": r.id} for r in chunk]}
-            completed = self._ops.write("DELETE", self._items_path(ip_list), body)
             self.mirror.drop(r.ip for r in chunk)
-            self._written(completed, -len(chunk))
+            body = {"items": [{"id": r.id} for r in chunk]}
+            self._write(self._list or ip_list, "DELETE", body, -len(chunk))
 
     # -- the Backend interface -----------------------------------------------------------
 
@@ -521,3 +518,7 @@ def _row(item: ListItem) -> MirrorItem | None:
 
 def _owned(key: str, item_id: str | None, marker: Marker) -> MirrorItem:
     return MirrorItem(key, item_id, format_marker(marker), True, marker.expires_at)
+
+
+def _new(rows: Sequence[MirrorItem], known: set[str]) -> int:
+    return sum(1 for r in rows if r.ip not in known)
