@@ -256,6 +256,8 @@ def trickle(size: int) -> None:
     print(f"trickle: 10 bans 3 s apart into a list already holding {size:,} cfban items")
     with rig() as r:
         r.emu.seed_list("cfban")
+        r.emu.seed_custom_rule("(ip.src in $cfban)", ref="cfban_cfban",
+                               description="cfban v1 rule: clients banned by cfban")
         far = int(time.time()) + 86400
         r.emu.seed_items(
             "cfban",

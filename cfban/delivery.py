@@ -246,7 +246,7 @@ def _drain(
             if removes:
                 _send_removes(store, backend, clock, state_dir, removes, report)
             elif not (wait and _sleep_until_due(store, clock, limit)):
-                _settle(store, backend, report)
+                _settle(store, backend, report, done=wait)
                 return
         if report.deadline_reached:
             return
@@ -306,14 +306,15 @@ def _pace(
         pass
 
 
-def _settle(store: StateStore, backend: Backend, report: DeliveryReport) -> None:
-    """Nothing is due: let a backend that learns entry ids lazily (the list backend) learn
-    them now, while it is cheap, and record them."""
+def _settle(store: StateStore, backend: Backend, report: DeliveryReport, *, done: bool) -> None:
+    """Nothing is due: let a backend do its idle work (the list backend reads the list at
+    start-up and learns entry ids lazily) and record the ids it learnt. ``done``: the round
+    drained everything and ends now (no later idle moment in this process)."""
     settle = getattr(backend, "settle", None)
     if not callable(settle):
         return
     try:
-        refs = settle()
+        refs = settle(done=done)
     except DeadlineReached:
         report.deadline_reached = True
         return

@@ -58,6 +58,8 @@ _CHECK_REUSE = 1.0
 #: The custom rule of each zone is checked again after this many seconds.
 _RULE_RECHECK = 3600.0
 _NAME = re.compile(r"^[a-z0-9_]{1,50}$")
+#: Seconds without a write before the daemon spends a paged read on learning item ids.
+SETTLE_QUIET = 10.0
 FILL_ALERT = 0.9
 FILL_CLEAR = 0.85
 
@@ -120,6 +122,7 @@ class ListBackend:
         self._exact = False
         self._refreshed_for: IpList | None = None
         self._state_dir = state_dir
+        self._started = False
 
     def __repr__(self) -> str:
         return f"ListBackend({self._rule.list_name!r}, account {self._account})"
@@ -164,7 +167,9 @@ class ListBackend:
                 return found
         return None
 
-    def _ensure(self, *, create: bool, strict: bool = False) -> tuple[IpList | None, list[str]]:
+    def _ensure(
+        self, *, create: bool, strict: bool = False, rules: bool | None = None
+    ) -> tuple[IpList | None, list[str]]:
         """The list (created when missing with ``create``), checked against the mirror.
 
         Every call asks Cloudflare for the list once (unless it just did): its
@@ -194,7 +199,7 @@ class ListBackend:
                 self._exact = True
             elif not self._exact and first:
                 self._refresh(found)  # start-up: one read makes every later write cheap
-        if self._list is not None and create:
+        if self._list is not None and (create if rules is None else rules):
             for zone in self._zones:
                 checked = self.mirror.get(f"rule:{zone}")
                 if strict or checked is None or self._clock.now() - float(checked) > _RULE_RECHECK:
@@ -289,16 +294,26 @@ class ListBackend:
         else:
             self.mirror.put([found])
 
-    def settle(self) -> dict[str, str]:
-        """When idle: learn the ids of the items cfban added, if one paged read costs at most
-        half a request per id learnt (a flood's worth); return them by target.
+    def settle(self, *, done: bool = False) -> dict[str, str]:
+        """Work for idle moments; return the item ids learnt, by target.
 
-        Ids are otherwise learnt when deleting; learning them while idle spares that read
-        later and lets the local state name each item. A trickle of bans into a big list
-        never triggers it (the read would cost more than the ids are worth).
+        At start-up (the first idle moment of a process), read the list into the mirror if
+        the mirror is not exact, and check each zone's rule, so the first ban costs no more
+        than any other. Then, once no write happened for :data:`SETTLE_QUIET` seconds (or at
+        once when the caller is ``done``), learn the ids of the items cfban added, if one
+        paged read costs at most half a request per id learnt (a flood's worth). Ids are
+        otherwise learnt when deleting; learning them while idle spares that read later and
+        lets the local state name each item. A trickle of bans into a big list never
+        triggers it (the read would cost more than the ids are worth).
         """
+        if not self._started:
+            self._started = True  # once per process, whatever comes of it
+            self._ensure(create=False, rules=True)
         unknown = self.mirror.unknown_ids()
         if not unknown or self._list is None:
+            return {}
+        last = self.mirror.get("last_write_at")
+        if not done and last is not None and self._clock.now() - float(last) < SETTLE_QUIET:
             return {}
         count = self.mirror.get("num_items")
         pages = math.ceil(max(int(count) if count else self.mirror.count(), 1) / ITEMS_PER_PAGE)
