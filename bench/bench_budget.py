@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cfban.clock import SystemClock  # noqa: E402
+from cfban.cloudflare._stats import route_of  # noqa: E402
 from tests.cfemu import Emulator, serve  # noqa: E402
 
 LINE = '{ip} - - [{date}] "GET /.env HTTP/1.1" 404 153 "-" "curl/8"\n'
@@ -214,7 +216,7 @@ def flood_and_expiry() -> None:
         _record("flood, requests from watch start to all listed", f"{listed_after}"
                 + ("" if ok else " (NOT all listed)"), "<= 20", "73", "5,000")  # fmt: skip
         print(f"    all listed {took:.1f} s after start")
-        r.idle()
+        r.idle(quiet=13.0)  # ids are learnt after 10 s without a write
         settle = r.since(listed_after)
         print(f"    then, while idle, ids of the new items learnt with {settle} requests")
         before_expiry = r.mark()
@@ -256,8 +258,11 @@ def trickle(size: int) -> None:
     print(f"trickle: 10 bans 3 s apart into a list already holding {size:,} cfban items")
     with rig() as r:
         r.emu.seed_list("cfban")
-        r.emu.seed_custom_rule("(ip.src in $cfban)", ref="cfban_cfban",
-                               description="cfban v1 rule: clients banned by cfban")
+        r.emu.seed_custom_rule(
+            "(ip.src in $cfban)",
+            ref="cfban_cfban",
+            description="cfban v1 rule: clients banned by cfban",
+        )
         far = int(time.time()) + 86400
         r.emu.seed_items(
             "cfban",
@@ -287,35 +292,49 @@ def full(policy: str) -> None:
     port = _free_port()
     with rig(rate_limit=1200, on_full=policy, webhook=receiver.url) as r:
         r.append(ips)
+        started = time.monotonic()
         r.watch("--from-start", "--metrics", f"127.0.0.1:{port}")
         _wait(lambda: len(r.listed()) >= 10000, 180, step=0.5)
         full_at = time.monotonic()
         time.sleep(15)  # the overflow is handled by then
         mark = r.mark()
         time.sleep(60)
+        first_minute = r.since(mark)
+        mark = r.mark()
+        time.sleep(60)
         per_minute = r.since(mark)
+        routes = Counter(
+            f"{e.method} {route_of(e.path)} {e.status}"
+            for e in r.emu.log.entries[mark - first_minute :]
+        )
+        print(f"    requests once full, by route: {dict(routes.most_common())}")
         listed = r.listed()
         newest = set(ips[-2000:])
         status = r.cfban("status").stdout
         health = r.cfban("health")
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
-        _record(f"full list ({policy}), requests per minute once full", f"{per_minute}",
-                "<= 10", "248", "1 per ban")  # fmt: skip
+        _record(f"full list ({policy}), requests in the 1st / 2nd minute once full",
+                f"{first_minute} / {per_minute}", "<= 10", "248", "1 per ban")  # fmt: skip
         spilled = len(r.emu.access_rules())
         what = {
             "evict": f"newest 2,000 offenders listed: {len(newest & listed)} of 2,000",
             "hold": f"list holds {len(listed):,}; {len(newest - listed):,} newest offenders wait",
             "spill": f"list holds {len(listed):,}; {spilled} spilled to access rules so far",
         }[policy]
-        print(f"    {what}; list full after {full_at and 0 or 0}s")
-        print(f"    webhook calls: {len(receiver.bodies)} {[b.get('event') for b in receiver.bodies]}")
+        print(f"    {what}; the list reached 10,000 items {full_at - started:.0f} s after start")
+        print(
+            f"    webhook calls: {len(receiver.bodies)} {[b.get('event') for b in receiver.bodies]}"
+        )
         for line in status.splitlines():
             if line.startswith(("list:", "delivery waits", "request budget")):
                 print(f"    status: {line}")
-        print(f"    health: exit {health.returncode}: {health.stdout.strip() or health.stderr.strip()}")
+        print(
+            f"    health: exit {health.returncode}: {health.stdout.strip() or health.stderr.strip()}"
+        )
         for line in metrics.decode().splitlines():
-            if line.startswith(("cfban_list_fill_ratio", "cfban_budget_left", "cfban_queue_depth"))\
-                    or (line.startswith("cfban_delivery_problem{") and line.endswith(" 1")):
+            if line.startswith(
+                ("cfban_list_fill_ratio", "cfban_budget_left", "cfban_queue_depth")
+            ) or (line.startswith("cfban_delivery_problem{") and line.endswith(" 1")):
                 print(f"    metric: {line}")
     receiver.close()
 
@@ -388,6 +407,9 @@ SCENARIOS: dict[str, Callable[[], None]] = {
     "burst": burst,
     "trickle": lambda: (trickle(5000), trickle(9000)) and None,
     "full": lambda: [full(p) for p in ("evict", "hold", "spill")] and None,
+    "full-evict": lambda: full("evict"),
+    "full-hold": lambda: full("hold"),
+    "full-spill": lambda: full("spill"),
     "token": revoked_and_deleted,
 }
 

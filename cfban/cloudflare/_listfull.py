@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 from cfban.cloudflare._backend import Backend, BanEntry, RemoteEntry, canonical
 from cfban.cloudflare._listops import ListFullError
-from cfban.cloudflare._marker import parse_marker
+from cfban.cloudflare._marker import Marker, parse_marker
 from cfban.cloudflare._mirror import ListMirror, MirrorItem
 from cfban.cloudflare._models import IpList
 
@@ -145,6 +145,17 @@ class FullPolicy:
         """Items were deleted: a held ban may fit now."""
 
     # -- spilled entries ----------------------------------------------------------------------
+
+    def respill(self, merged: dict[str, Marker]) -> dict[str, str]:
+        """Send the targets already spilled over to the access rules again (the backend
+        raises their expiry if needed); return their refs."""
+        if self.spill is None:
+            return {}
+        spilled = self._mirror.spilled(merged)
+        if not spilled:
+            return {}
+        entries = [BanEntry(k, merged[k].expires_at, merged[k].jails) for k in spilled]
+        return self.spill.add(entries)
 
     def spilled_of(self, keys: set[str]) -> dict[str, str]:
         return self._mirror.spilled(keys)

@@ -41,7 +41,11 @@ MIN_GAP = 1.0
 MAX_GAP = 5.0
 
 
-class ListFullError(CloudflareError):
+class OperationFailedError(CloudflareError):
+    """A bulk operation ended ``failed``: Cloudflare applied nothing of it."""
+
+
+class ListFullError(OperationFailedError):
     """Cloudflare refused a write because the account's lists hold their maximum."""
 
 
@@ -98,8 +102,11 @@ class OperationRunner:
                 self._wait(pending, self._clock.monotonic())
             if self._writes_budget is not None:
                 self._writes_budget.acquire()
-            self._mirror.wrote(None, None)  # until the operation is seen through
-            envelope = self._http.request(method, path, json_body=body, permission=self._edit)
+            try:
+                envelope = self._http.request(method, path, json_body=body, permission=self._edit)
+            except BaseException:
+                self._mirror.wrote(None, None)  # it may have been applied: the mirror is unsure
+                raise
             sent = self._clock.monotonic()
             result = envelope.result if isinstance(envelope.result, dict) else {}
             operation = result.get("operation_id")
@@ -174,7 +181,7 @@ class OperationRunner:
                     f"the account's IP lists are full: {error}",
                     hint="see [cloudflare] on_full; remove stale entries with cfban sync",
                 )
-            raise CloudflareError(
+            raise OperationFailedError(
                 f"Cloudflare could not change the list: {error}",
                 hint="cfban will retry; check the list in the dashboard if it persists",
             )

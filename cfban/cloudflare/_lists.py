@@ -37,7 +37,7 @@ from cfban.cloudflare._backend import (
 )
 from cfban.cloudflare._http import CloudflareHttp, NotFoundError
 from cfban.cloudflare._listfull import DOCUMENTED_QUOTA, FullPolicy, OnFull
-from cfban.cloudflare._listops import LOCK_FILE, OperationRunner
+from cfban.cloudflare._listops import LOCK_FILE, OperationFailedError, OperationRunner
 from cfban.cloudflare._marker import Marker, format_marker, parse_marker
 from cfban.cloudflare._mirror import MIRROR_FILE, ListMirror, MirrorItem
 from cfban.cloudflare._models import IpList, ListItem, parse, parse_all
@@ -325,14 +325,30 @@ class ListBackend:
 
     # -- writing items -------------------------------------------------------------------
 
-    def _write(self, ip_list: IpList, method: str, body: Any, delta: int) -> None:
+    def _write(
+        self,
+        ip_list: IpList,
+        method: str,
+        body: Any,
+        delta: int,
+        undo: Sequence[MirrorItem | str],
+    ) -> None:
         """One write that changes the item count by ``delta``; the mirror holds its rows
-        already (it is marked inexact until the operation completes)."""
+        already. ``undo`` restores the mirror if Cloudflare applies nothing of it (rows to
+        put back, addresses to drop)."""
         count = ip_list.num_items + delta
         try:
             self._ops.write(
                 method, self._items_path(ip_list), body, expect=count if self._exact else None
             )
+        except OperationFailedError:
+            self.mirror.put([u for u in undo if isinstance(u, MirrorItem)])
+            self.mirror.drop([u for u in undo if isinstance(u, str)])
+            raise
+        except BaseException:
+            # Maybe applied, maybe not: distrust the mirror until the list is read again.
+            self._exact = False
+            raise
         finally:
             self._checked_at = None  # the next call asks Cloudflare again
         self._list = ip_list.model_copy(update={"num_items": count})
@@ -354,15 +370,17 @@ class ListBackend:
     def _post(self, ip_list: IpList, rows: list[MirrorItem], known: set[str]) -> None:
         """POST ``rows`` (new comments), then record them in the mirror."""
         for chunk in _chunks(rows, MAX_ITEMS_PER_REQUEST):
+            before = self.mirror.items(r.ip for r in chunk)
+            undo = [before.get(r.ip, r.ip) for r in chunk]
             self.mirror.put(chunk)
             body = [{"ip": r.ip, "comment": r.comment} for r in chunk]
-            self._write(self._list or ip_list, "POST", body, _new(chunk, known))
+            self._write(self._list or ip_list, "POST", body, _new(chunk, known), undo)
 
     def _delete(self, ip_list: IpList, doomed: list[MirrorItem]) -> None:
         for chunk in _chunks(doomed, MAX_ITEMS_PER_REQUEST):
             self.mirror.drop(r.ip for r in chunk)
             body = {"items": [{"id": r.id} for r in chunk]}
-            self._write(self._list or ip_list, "DELETE", body, -len(chunk))
+            self._write(self._list or ip_list, "DELETE", body, -len(chunk), chunk)
 
     # -- the Backend interface -----------------------------------------------------------
 
@@ -399,8 +417,9 @@ class ListBackend:
             return {}
         ip_list, _ = self._ensure(create=True)
         assert ip_list is not None  # created when missing
+        refs_by_key = self.full.respill(merged)  # already access rules: kept there
+        merged = {k: m for k, m in merged.items() if k not in refs_by_key}
         current = self._lookup(ip_list, set(merged), ids=False)
-        refs_by_key: dict[str, str] = {}
         rows: list[MirrorItem] = []
         for key, marker in merged.items():
             item = current.get(key)

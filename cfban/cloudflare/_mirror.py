@@ -127,6 +127,8 @@ class ListMirror:
         """Whether the list as Cloudflare describes it is the one the mirror holds."""
         if modified_on is None or self.get("num_items") != str(num_items):
             return False
+        if self.get("pending_operation"):
+            return False  # an operation is under way: its outcome is not known yet
         return modified_on in (self.get("modified_on"), self.get("completed"))
 
     def trust(self, modified_on: str | None, num_items: int) -> None:
