@@ -328,9 +328,8 @@ def full(policy: str) -> None:
         for line in status.splitlines():
             if line.startswith(("list:", "delivery waits", "request budget")):
                 print(f"    status: {line}")
-        print(
-            f"    health: exit {health.returncode}: {health.stdout.strip() or health.stderr.strip()}"
-        )
+        said = health.stdout.strip() or health.stderr.strip()
+        print(f"    health: exit {health.returncode}: {said}")
         for line in metrics.decode().splitlines():
             if line.startswith(
                 ("cfban_list_fill_ratio", "cfban_budget_left", "cfban_queue_depth")
