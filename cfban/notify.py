@@ -28,12 +28,12 @@ import os
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from cfban.config import NotifySettings
 
@@ -128,19 +128,27 @@ def _post(state_dir: Path, body: dict[str, Any]) -> None:
 
 def _send(settings: NotifySettings, payload: dict[str, Any]) -> None:
     assert settings.webhook_url is not None
-    pause = 1.0
+    data = json.dumps(payload).encode()
+    pause, problem = 1.0, "no answer"
     for attempt in range(1, settings.attempts + 1):
+        # urllib rather than httpx: httpx logs every request's URL, and this one may carry
+        # a secret.
+        request = urllib.request.Request(
+            settings.webhook_url,
+            data=data,
+            headers={"Content-Type": "application/json", "User-Agent": "cfban"},
+            method="POST",
+        )
         try:
-            response = httpx.post(settings.webhook_url, json=payload, timeout=settings.timeout)
-        except httpx.HTTPError as exc:
-            problem = f"{type(exc).__name__}"
-        else:
-            if response.status_code < 300:
+            with urllib.request.urlopen(request, timeout=settings.timeout):  # noqa: S310
                 log.info("webhook notified: %s", payload.get("event"))
                 return
-            problem = f"HTTP {response.status_code}"
-            if response.status_code < 500 and response.status_code != 429:
+        except urllib.error.HTTPError as exc:
+            problem = f"HTTP {exc.code}"
+            if exc.code < 500 and exc.code != 429:
                 break  # the receiver refuses this body: retrying will not help
+        except (OSError, ValueError) as exc:
+            problem = type(exc).__name__
         if attempt < settings.attempts:
             time.sleep(pause)
             pause = min(pause * 2, 30.0)
