@@ -1,5 +1,8 @@
 """Configuration: a TOML file plus environment variables, validated once, then frozen.
 
+Budget and delivery settings (``[cloudflare] budget_share``, ``list_writes_per_window``,
+``on_full``, and the ``[notify]`` webhook) are explained in ``docs/cloudflare-budget.md``.
+
 Where the file is: ``--config PATH``, else ``$CFBAN_CONFIG``, else ``/etc/cfban/cfban.toml``.
 A missing default file is not an error: cfban then runs on its embedded defaults, which is a
 dry run (no token, so no Cloudflare call is made). Relative paths in the file (``state_dir``,
