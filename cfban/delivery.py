@@ -248,6 +248,7 @@ def _drain(
             elif not (wait and _sleep_until_due(store, clock, limit)):
                 _settle(store, backend, report, done=wait)
                 return
+        _requeue_if_replaced(store, backend)
         if report.deadline_reached:
             return
         if progress is not None:
@@ -304,6 +305,15 @@ def _pace(
         clock.sleep(pause)
     except DeadlineReached:
         pass
+
+
+def _requeue_if_replaced(store: StateStore, backend: Backend) -> None:
+    """The backend found what it writes to deleted and made it again (the list backend):
+    every ban it held is gone at Cloudflare, so queue each held one again."""
+    take = getattr(backend, "take_list_replaced", None)
+    if callable(take) and take():
+        count = store.requeue(list(store.held_targets()))
+        log.warning("Cloudflare lost every ban with the deleted list: queued %d again", count)
 
 
 def _settle(store: StateStore, backend: Backend, report: DeliveryReport, *, done: bool) -> None:

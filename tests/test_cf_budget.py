@@ -197,3 +197,25 @@ def test_spill_uses_access_rules_a_few_per_round(emu: Emulator, tmp_path: Path) 
     removed = be.remove([(t, None) for t in new], not_after=None)
     assert set(removed) == set(new)
     assert emu.access_rules() == []
+
+
+def test_a_deleted_list_is_made_again_and_refilled(emu: Emulator, tmp_path: Path) -> None:
+    from cfban.delivery import deliver
+    from cfban.state import StateStore
+
+    store = StateStore.open(tmp_path, emu.clock)  # type: ignore[arg-type]
+    be = backend(emu, tmp_path)
+    held = addresses(30)
+    for target in held:
+        store.hold(address=target, target=target, jail="j", expires_at=None)
+    deliver(store, be, clock=emu.clock, state_dir=tmp_path)
+    assert set(emu.list_ips("cfban")) == set(held)
+    with emu._lock:  # someone deletes the rule, then the list, in the dashboard
+        emu.state.rulesets.clear()
+        emu.state.lists.clear()
+    store.hold(address="203.0.113.7", target="203.0.113.7", jail="j", expires_at=None)
+    emu.clock.sleep(5)  # type: ignore[attr-defined]
+    report = deliver(store, be, clock=emu.clock, state_dir=tmp_path)
+    assert report.queue_depth == 0
+    assert set(emu.list_ips("cfban")) == {*held, "203.0.113.7"}  # nothing lost
+    assert len(emu.custom_rules(emu.zone_id)) == 1

@@ -123,6 +123,8 @@ class ListBackend:
         self._refreshed_for: IpList | None = None
         self._state_dir = state_dir
         self._started = False
+        self._known_list_id: str | None = None
+        self._replaced = False
 
     def __repr__(self) -> str:
         return f"ListBackend({self._rule.list_name!r}, account {self._account})"
@@ -189,6 +191,12 @@ class ListBackend:
                 self._checked_at = None
                 return None, lines
             first = self._list is None
+            previous = self.mirror.get("list_id") or self._known_list_id
+            if previous is not None and previous != found.id:
+                # The list was deleted and is another one now: what it held is gone.
+                log.warning("IP list %s was deleted and made again", self.list_name)
+                self._replaced = True
+            self._known_list_id = found.id
             self._list = found
             self._checked_at = self._clock.monotonic()
             self.mirror.bind(found.id)
@@ -406,7 +414,14 @@ class ListBackend:
             self._forget()
             raise
 
+    def take_list_replaced(self) -> bool:
+        """True once after the list was found deleted and made again: every ban it held
+        must be sent again."""
+        replaced, self._replaced = self._replaced, False
+        return replaced
+
     def _forget(self) -> None:
+        self._known_list_id = self.mirror.get("list_id") or self._known_list_id
         self._list = None
         self._checked_at = None
         self.mirror.forget()
