@@ -418,7 +418,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("scenario", nargs="*", choices=[*SCENARIOS, []], default=[])
     args = parser.parse_args()
-    for name in args.scenario or list(SCENARIOS):
+    default = ["flood", "burst", "trickle", "full", "token"]
+    for name in args.scenario or default:
         SCENARIOS[name]()
     print("\n| figure | measured | goal | before | stock fail2ban action |")
     print("|---|---|---|---|---|")

@@ -38,17 +38,22 @@ from cfban.cloudflare._backend import (
 from cfban.cloudflare._http import CloudflareHttp, NotFoundError
 from cfban.cloudflare._listfull import DOCUMENTED_QUOTA, FullPolicy, OnFull
 from cfban.cloudflare._listops import LOCK_FILE, OperationFailedError, OperationRunner
+from cfban.cloudflare._listsetup import (
+    EDIT,
+    READ,
+    create_list,
+    ensure_zone_rule,
+    find_list,
+    list_checks,
+)
 from cfban.cloudflare._marker import Marker, format_marker, parse_marker
 from cfban.cloudflare._mirror import MIRROR_FILE, ListMirror, MirrorItem
-from cfban.cloudflare._models import IpList, ListItem, parse, parse_all
-from cfban.cloudflare._rulesets import ListRule, ensure_rule, rule_status
-from cfban.cloudflare._token import NO_SUCH_ID, probe_write, verify_token
-from cfban.errors import AuthError, CloudflareError, ConfigError
+from cfban.cloudflare._models import IpList, ListItem, parse
+from cfban.cloudflare._rulesets import ListRule
+from cfban.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-READ = "Account > Account Filter Lists > Read"
-EDIT = "Account > Account Filter Lists > Edit"
 # No documented cap per request; a whole non-Enterprise quota (10,000 items) is a body of
 # about 1 MB, and one request instead of ten keeps a flood within a handful of requests.
 MAX_ITEMS_PER_REQUEST = 10_000
@@ -155,20 +160,6 @@ class ListBackend:
 
     # -- the list and its rules ----------------------------------------------------------
 
-    def _find_list(self) -> IpList | None:
-        envelope = self._http.request(
-            "GET", f"/accounts/{self._account}/rules/lists", permission=READ
-        )
-        for found in parse_all(IpList, envelope.result, "the account's lists"):
-            if found.name == self.list_name:
-                if found.kind != "ip":
-                    raise ConfigError(
-                        f"the account already has a list {found.name!r} of kind {found.kind}",
-                        hint="set [cloudflare] list_name to another name",
-                    )
-                return found
-        return None
-
     def _ensure(
         self, *, create: bool, strict: bool = False, rules: bool | None = None
     ) -> tuple[IpList | None, list[str]]:
@@ -180,9 +171,9 @@ class ListBackend:
         lines: list[str] = []
         now = self._clock.monotonic()
         if self._checked_at is None or now - self._checked_at > _CHECK_REUSE:
-            found = self._find_list()
+            found = find_list(self._http, self._account, self.list_name)
             if found is None and create:
-                found = self._create_list()
+                found = create_list(self._http, self._account, self.list_name)
                 lines.append(f"created IP list {self.list_name} ({found.id})")
             elif found is not None:
                 lines.append(f"IP list {self.list_name} exists ({found.num_items} items)")
@@ -211,46 +202,11 @@ class ListBackend:
             for zone in self._zones:
                 checked = self.mirror.get(f"rule:{zone}")
                 if strict or checked is None or self._clock.now() - float(checked) > _RULE_RECHECK:
-                    line = self._ensure_rule(zone, strict=strict)
+                    line = ensure_zone_rule(self._http, zone, self._rule, strict=strict)
                     lines.append(line)
                     if "not checked" not in line:
                         self.mirror.set(**{f"rule:{zone}": str(self._clock.now())})
         return self._list, lines
-
-    def _create_list(self) -> IpList:
-        try:
-            envelope = self._http.request(
-                "POST",
-                f"/accounts/{self._account}/rules/lists",
-                permission=EDIT,
-                json_body={
-                    "name": self.list_name,
-                    "kind": "ip",
-                    "description": "Clients banned by cfban; managed by cfban",
-                },
-                idempotent=False,
-            )
-        except CloudflareError:
-            found = self._find_list()  # another host created it at the same moment?
-            if found is None:
-                raise
-            return found
-        return parse(IpList, envelope.result, "the new list")
-
-    def _ensure_rule(self, zone: str, *, strict: bool) -> str:
-        try:
-            return ensure_rule(self._http, zone, self._rule)
-        except AuthError as exc:
-            if strict:
-                raise
-            # The list can still be filled; a rule someone made by hand may already use it.
-            log.warning(
-                "cannot check or create cfban's custom rule in zone %s (%s); the list is "
-                "updated, but blocks only where a custom rule uses it",
-                zone,
-                exc,
-            )
-            return f"zone {zone}: custom rule not checked ({exc})"
 
     def _items_path(self, ip_list: IpList) -> str:
         return f"/accounts/{self._account}/rules/lists/{ip_list.id}/items"
@@ -532,26 +488,7 @@ class ListBackend:
 
     def check(self) -> list[tuple[str, bool, str]]:
         """Token, list access, the list itself and each zone's custom rule."""
-        ok, detail = verify_token(self._http, self._account)
-        checks: list[tuple[str, bool, str]] = [("token", ok, detail)]
-        try:
-            found = self._find_list()
-        except CloudflareError as exc:
-            checks.append(("ip list", False, str(exc)))
-            return checks
-        if found is None:
-            checks.append(("ip list", False, f"list {self.list_name} missing (run: cfban setup)"))
-        else:
-            checks.append(("ip list", True, f"list {self.list_name}: {found.num_items} items"))
-        path = f"/accounts/{self._account}/rules/lists/{NO_SUCH_ID}"
-        ok, detail = probe_write(self._http, "PUT", path, {"description": "cfban"}, EDIT)
-        checks.append(("permission to ban", ok, detail))
-        if not self._zones:
-            checks.append(("custom rule", False, "no zone configured: the list blocks nothing"))
-        for zone in self._zones:
-            ok, detail = rule_status(self._http, zone, self._rule)
-            checks.append((f"custom rule {zone}", ok, detail))
-        return checks
+        return list_checks(self._http, self._account, self._rule, self._zones)
 
 
 def _row(item: ListItem) -> MirrorItem | None:
