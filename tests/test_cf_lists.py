@@ -16,6 +16,7 @@ from cfban.cloudflare import (
     make_backend,
     parse_marker,
 )
+from cfban.cloudflare._listsetup import create_list, find_list
 from cfban.config import Settings
 from cfban.errors import AuthError, CloudflareError, ConfigError
 from tests.cfemu import (
@@ -326,10 +327,10 @@ def test_token_without_zone_waf(
 
 def test_concurrent_list_creation(cf_emulator: Emulator, tmp_path: Path) -> None:
     host_a = backend(cf_emulator, tmp_path / "a")
-    host_b = backend(cf_emulator, tmp_path / "b")
-    host_b._list = None
-    assert host_b._find_list() is None  # host B looked before host A created the list
+    http_b = backend(cf_emulator, tmp_path / "b")._http
+    account = cf_emulator.account_id
+    assert find_list(http_b, account, "cfban") is None  # B looked before A created the list
     host_a.setup()
-    created = host_b._create_list()
+    created = create_list(http_b, account, "cfban")
     assert created.name == "cfban"
     assert len(cf_emulator.lists()) == 1
