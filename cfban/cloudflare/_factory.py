@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from cfban import notify
 from cfban.clock import Clock
 from cfban.cloudflare._access_rules import AccessRulesBackend
 from cfban.cloudflare._backend import Backend, DryRunBackend
@@ -16,6 +17,30 @@ from cfban.cloudflare._lists import ListBackend
 from cfban.config import Settings
 
 BUDGET_FILE = "ratelimit"
+LIST_WRITES_FILE = "ratelimit-list-writes"
+
+
+def request_budget(settings: Settings, state_dir: Path, *, clock: Clock) -> HostRateLimiter:
+    """The host-wide request budget: ``budget_share`` of the account's requests per window."""
+    cf = settings.cloudflare
+    return HostRateLimiter(
+        state_dir / BUDGET_FILE,
+        limit=max(1, int(cf.requests_per_window * cf.budget_share)),
+        window=float(cf.window_seconds),
+        clock=clock,
+    )
+
+
+def list_writes_budget(settings: Settings, state_dir: Path, *, clock: Clock) -> HostRateLimiter:
+    """The host-wide budget of list writes (the Lists API's own 12-hour limit), with the
+    same share."""
+    cf = settings.cloudflare
+    return HostRateLimiter(
+        state_dir / LIST_WRITES_FILE,
+        limit=max(1, int(cf.list_writes_per_window * cf.budget_share)),
+        window=float(cf.list_writes_window),
+        clock=clock,
+    )
 
 
 def make_backend(
@@ -41,18 +66,24 @@ def make_backend(
         ConfigError: a setting the backend needs is missing or the token file is unreadable.
     """
     cf = settings.cloudflare
+    notify.configure(state_dir, settings.notify)
     if settings.token() is None:
         return DryRunBackend(cf.backend, writer)
-    budget = HostRateLimiter(
-        state_dir / BUDGET_FILE,
-        limit=cf.requests_per_window,
-        window=float(cf.window_seconds),
-        clock=clock,
-        on_wait=on_wait,
-        max_wait=max_budget_wait,
-    )
+    budget = request_budget(settings, state_dir, clock=clock)
+    budget.on_wait = on_wait
+    budget.max_wait = max_budget_wait
     http = CloudflareHttp.from_settings(settings, clock=clock, budget=budget, transport=transport)
     if cf.backend == "list":
+        spill = None
+        if cf.on_full == "spill":
+            spill_http = CloudflareHttp.from_settings(
+                settings, clock=clock, budget=budget, transport=transport
+            )
+            spill = AccessRulesBackend(
+                spill_http, zone_id=None, account_id=cf.account_id, mode=cf.mode
+            )
+        writes = list_writes_budget(settings, state_dir, clock=clock)
+        writes.max_wait = max_budget_wait
         return ListBackend(
             http,
             account_id=cf.account_id,
@@ -60,5 +91,9 @@ def make_backend(
             list_name=cf.list_name,
             mode=cf.mode,
             clock=clock,
+            state_dir=state_dir,
+            on_full=cf.on_full,
+            writes_budget=writes,
+            spill=spill,
         )
     return AccessRulesBackend(http, zone_id=cf.zone_id, account_id=cf.account_id, mode=cf.mode)

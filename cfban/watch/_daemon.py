@@ -24,6 +24,7 @@ from typing import Any
 
 from cfban.bans import BanService
 from cfban.clock import Clock, SystemClock
+from cfban.cloudflare import cloudflare_status
 from cfban.config import Settings
 from cfban.delivery import DeliveryReport
 from cfban.errors import CfbanError
@@ -81,7 +82,8 @@ class Daemon:
         self.settings = settings
         self.options = options or WatchOptions()
         self.clock = clock or SystemClock()
-        self.metrics = Metrics()
+        self.metrics = Metrics(now=self.clock.now)
+        self.metrics.cloudflare = self._cloudflare_status  # budget, list fill, problem
         self._factory = service_factory or (
             lambda s: BanService(s, clock=self.clock, recorder="daemon")
         )
@@ -338,8 +340,12 @@ class Daemon:
         self.metrics.queue_add = depth["add"]
         self.metrics.queue_remove = depth["remove"]
         self._oldest_queued = service.store.oldest_queued_at()
+        self.metrics.oldest_queued_at = self._oldest_queued
 
     # -- status -------------------------------------------------------------------------------
+
+    def _cloudflare_status(self) -> dict[str, Any]:
+        return cloudflare_status(self.settings, self.settings.resolved_state_dir, self.clock)
 
     def _write_status(self, service: BanService, *, stopped: bool = False) -> None:
         data: dict[str, Any] = {
@@ -355,6 +361,7 @@ class Daemon:
             "metrics": self.metrics.as_dict(),
             "oldest_queued_at": self._oldest_queued,
             "last_error": self._last_error,
+            "cloudflare": self._cloudflare_status(),
         }
         try:
             write_status(self.settings.resolved_state_dir, data)
