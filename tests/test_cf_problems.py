@@ -232,6 +232,7 @@ def receiver() -> Iterator[Receiver]:
     made = Receiver(fail_first=1)
     yield made
     made.server.shutdown()
+    made.server.server_close()
 
 
 def test_one_post_per_condition_retried_never_blocking(
