@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from typing import Any, BinaryIO
 
 from cfban.errors import FilterError, LogError
 from cfban.fail2ban import Failure, Filter, LineMatcher, decode_line, load_filter
+from cfban.fail2ban._scan import ChunkScanner, split_chunks
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 SAMPLE_LINES = 10
 #: How many lines the date-format statistics look at.
 DATE_SAMPLE_LINES = 1000
-_CHUNK = 1 << 20
+_CHUNK = 1 << 22
 _CONFIG_SUFFIXES = (".conf", ".local")
 
 
@@ -175,29 +177,24 @@ def run_filter(flt: Filter, stream: BinaryIO, *, source: str = "<log>") -> Filte
         regex_hits=[0] * len(definition.failregex),
     )
     matcher = LineMatcher(flt)
+    scanner = ChunkScanner(matcher, skip_comments=True)
     twin = _without_ignoreregex(flt)
-    feed_raw = matcher.feed_raw
-    number = 0
+    base = 0  # lines in the chunks before this one
     tested = 0
     try:
-        for raw in iter_log_lines(stream):
-            number += 1
-            if not raw or raw[0] == 0x23 or raw == b"\r":  # empty, or a "#" comment
-                continue
-            tested += 1
-            if tested <= DATE_SAMPLE_LINES:
-                _count_date_format(report, flt, decode_line(raw))
-            result = feed_raw(raw)
-            if result is None:
-                continue  # ruled out by the prefilter: the ignoreregex-free twin cannot match
-            line, failures = result
-            if failures:
-                report.matched += 1
-                for failure in failures:
-                    _add(report, number, line, failure)
-                continue
-            if twin is not None and twin.match(line) is not None:
-                report.ignored += 1
+        for chunk in split_chunks(iter(lambda: stream.read(_CHUNK), b"")):
+            if report.date_formats.total() < DATE_SAMPLE_LINES:
+                _count_date_formats(report, flt, chunk)
+            for hit in scanner.scan(chunk):
+                number = base + hit.index + 1
+                if hit.failures:
+                    report.matched += 1
+                    for failure in hit.failures:
+                        _add(report, number, hit.text, failure)
+                elif twin is not None and twin.match(hit.text) is not None:
+                    report.ignored += 1
+            base += scanner.lines
+            tested += scanner.lines - _not_log_lines(chunk)
     except OSError as exc:
         raise LogError(f"cannot read {source}: {exc.strerror or exc}") from None
     report.lines = tested
@@ -211,6 +208,25 @@ def _add(report: FilterReport, number: int, line: str, failure: Failure) -> None
         report.regex_hits[failure.regex_index] += 1
     if len(report.sample_lines) < SAMPLE_LINES:
         report.sample_lines.append((number, line))
+
+
+#: A line end followed by a line that is not a log line: a comment, empty, or just "\r".
+_NOT_LOG_LINE = re.compile(rb"\n(?=[#\n]|\r(?:\n|\Z))")
+
+
+def _not_log_lines(chunk: bytes) -> int:
+    """How many lines of ``chunk`` are empty or ``#`` comments (not lines of the log)."""
+    first = chunk[:1] in (b"#", b"\n") or chunk[:2] == b"\r\n" or chunk == b"\r"
+    return len(_NOT_LOG_LINE.findall(chunk)) + first
+
+
+def _count_date_formats(report: FilterReport, flt: Filter, chunk: bytes) -> None:
+    """Count the date formats of the first :data:`DATE_SAMPLE_LINES` lines of the log."""
+    for raw in chunk.split(b"\n", DATE_SAMPLE_LINES)[:DATE_SAMPLE_LINES]:
+        if report.date_formats.total() >= DATE_SAMPLE_LINES:
+            return
+        if raw and raw[0] != 0x23 and raw != b"\r":
+            _count_date_format(report, flt, decode_line(raw))
 
 
 def _count_date_format(report: FilterReport, flt: Filter, line: str) -> None:
