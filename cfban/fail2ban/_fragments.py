@@ -310,8 +310,11 @@ def chain(pattern: re.Pattern[str], cuts: Sequence[Cut]) -> str | None:
     return join(pieces)
 
 
-def _last_chars(items: list[tuple[Any, Any]], flags: int) -> frozenset[str] | None:
-    """The characters ``items`` (the text before a date) can end with; empty: always empty."""
+def _last_chars(
+    items: list[tuple[Any, Any]], flags: int
+) -> tuple[frozenset[str] | None, bool]:
+    """The characters ``items`` can end with (``None``: unknown), and whether they may match
+    nothing at all."""
     out: set[str] = set()
     for op, av in reversed(items):
         if op in _ZERO_WIDTH:
@@ -320,20 +323,35 @@ def _last_chars(items: list[tuple[Any, Any]], flags: int) -> frozenset[str] | No
         empty_ok = False
         if chars is None:
             if op is sre.SUBPATTERN:
-                chars = _last_chars(list(av[3]), (flags | av[1]) & ~av[2])
+                chars, empty_ok = _last_chars(list(av[3]), (flags | av[1]) & ~av[2])
             elif op in _REPEATS:
-                chars = _last_chars(list(av[2]), flags)
-                empty_ok = av[0] == 0
+                chars, empty_ok = _last_chars(list(av[2]), flags)
+                empty_ok = empty_ok or av[0] == 0
             if chars is None:
-                return None
+                return None, False
         out.update(chars)
         if not empty_ok:
-            return frozenset(out)
-    return frozenset(out)
+            return frozenset(out), False
+    return frozenset(out), True
+
+
+def _anchored(items: list[tuple[Any, Any]], flags: int) -> bool:
+    """Whether a match can only start at the start of the line."""
+    return (
+        bool(items)
+        and not flags & re.MULTILINE
+        and items[0][0] is sre.AT
+        and items[0][1] in (sre.AT_BEGINNING, sre.AT_BEGINNING_STRING)
+    )
 
 
 def template_cut(regex: re.Pattern[str]) -> Cut:
-    """The :class:`Cut` of one date template (group 1 is the date)."""
+    """The :class:`Cut` of one date template (group 1 is the date).
+
+    A template searched through the line (not anchored at its start) may match anywhere, so
+    whatever precedes its match precedes the date too: its last characters are known only if
+    the template's own text before the date cannot be empty.
+    """
     known = date_cut(regex)
     try:
         parsed = sre_parse.parse(regex.pattern, regex.flags & ~re.UNICODE)
@@ -345,8 +363,11 @@ def template_cut(regex: re.Pattern[str]) -> Cut:
     )
     if index is None:
         return Cut(None, known.max_len)
-    flags = (regex.flags | parsed.state.flags) & (re.IGNORECASE | re.DOTALL)
-    return Cut(_last_chars(items[:index], flags), known.max_len)
+    flags = (regex.flags | parsed.state.flags) & (re.IGNORECASE | re.DOTALL | re.MULTILINE)
+    chars, may_be_empty = _last_chars(items[:index], flags)
+    if may_be_empty and not _anchored(items, flags):
+        chars = None
+    return Cut(chars, known.max_len)
 
 
 def native_available() -> bool:
