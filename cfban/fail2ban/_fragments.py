@@ -310,9 +310,7 @@ def chain(pattern: re.Pattern[str], cuts: Sequence[Cut]) -> str | None:
     return join(pieces)
 
 
-def _last_chars(
-    items: list[tuple[Any, Any]], flags: int
-) -> tuple[frozenset[str] | None, bool]:
+def _last_chars(items: list[tuple[Any, Any]], flags: int) -> tuple[frozenset[str] | None, bool]:
     """The characters ``items`` can end with (``None``: unknown), and whether they may match
     nothing at all."""
     out: set[str] = set()
