@@ -194,7 +194,8 @@ def run_filter(flt: Filter, stream: BinaryIO, *, source: str = "<log>") -> Filte
                 elif twin is not None and twin.match(hit.text) is not None:
                     report.ignored += 1
             base += scanner.lines
-            tested += scanner.lines - _not_log_lines(chunk)
+            special = scanner.special if scanner.counts_special else _not_log_lines(chunk)
+            tested += scanner.lines - special
     except OSError as exc:
         raise LogError(f"cannot read {source}: {exc.strerror or exc}") from None
     report.lines = tested

@@ -91,7 +91,14 @@ def scanned(
     found: Found = []
     base = 0
     for chunk in _cut(data, every):
-        for hit in scanner.scan(chunk):
+        hits = scanner.scan(chunk)
+        if skip_comments and scanner.counts_special:
+            lines = chunk.split(b"\n")
+            if chunk.endswith(b"\n"):
+                lines.pop()
+            assert scanner.special == sum(map(_special, lines)), chunk
+            assert scanner.lines == len(lines)
+        for hit in hits:
             if hit.failures:
                 found.append(
                     (base + hit.index, [(f.host, f.time, f.regex_index) for f in hit.failures])

@@ -17,9 +17,11 @@ literal prefilter, date, regexes), so results are those of the plain engine.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cfban.fail2ban._prefilter import Prefilter
 
@@ -34,7 +36,13 @@ _UNJUDGED = re.compile(rb"[\x00\x80-\xff]")
 
 
 class CandidateFinder(Protocol):
-    """Finds the lines of a chunk a filter must look at."""
+    """Finds the lines of a chunk a filter must look at.
+
+    ``reports_special_lines``: every empty line and ``#`` comment is among the candidates.
+    """
+
+    @property
+    def reports_special_lines(self) -> bool: ...
 
     def line_starts(self, chunk: bytes) -> Iterable[int]:
         """Start offsets of candidate lines, ascending, each once."""
@@ -69,6 +77,8 @@ def _merge(groups: list[list[int]]) -> Iterable[int]:
 class LiteralFinder:
     """Lines that contain at least one of ``probes`` (UTF-8 bytes)."""
 
+    reports_special_lines = False
+
     def __init__(self, probes: Iterable[bytes]) -> None:
         self.probes = tuple(dict.fromkeys(probes))
 
@@ -79,36 +89,91 @@ class LiteralFinder:
         return _merge([_starts_of(chunk, probe) for probe in self.probes])
 
 
-class PatternFinder:
-    """Lines where ``pattern`` (a compiled native regex over bytes) matches, and lines with
-    bytes outside ASCII or NUL (which the native pattern is not trusted with)."""
+#: What one candidate line costs the per-line pipeline, roughly (seconds): the weight of a
+#: variant's candidate count against its search time when choosing variants.
+CANDIDATE_COST = 20e-6
+#: How much of the first chunk the variants are tried on.
+TUNING_BYTES = 1 << 20
 
-    def __init__(self, pattern: object, source: str) -> None:
-        self.pattern = pattern
-        self.source = source
+
+class PatternFinder:
+    """Lines where a native regex matches, and lines with bytes outside ASCII or NUL (which the
+    native pattern is not trusted with).
+
+    ``options`` holds, per failregex, chains that each match a superset of its lines
+    (``_fragments.variants``); on the first chunk each failregex's fastest one, counting
+    candidates at :data:`CANDIDATE_COST`, is chosen, and the chosen ones are searched as one
+    alternation, or one by one if that is faster (an alternation of chains that start
+    differently cannot skip ahead with ``memchr``). Any choice gives the same lines to the exact match, so results
+    never depend on it.
+    """
+
+    reports_special_lines = False
+
+    def __init__(self, options: list[list[str]], compile_native: Callable[[str], Any]) -> None:
+        self.options = options
+        self.compile_native = compile_native
+        self.source: str | None = None
+        self._searches: list[Callable[[bytes, int], Any]] = []
 
     def __repr__(self) -> str:
-        return f"PatternFinder({self.source!r})"
+        return f"PatternFinder({self.source or self.options!r})"
+
+    def tune(self, sample: bytes) -> None:
+        """Choose each failregex's chain, and one alternation or one search per failregex,
+        by trying them on ``sample``."""
+        chosen: list[str] = []
+        alone = 0.0  # what the chosen chains cost searched one by one
+        for texts in self.options:
+            best, best_cost = texts[0], math.inf
+            for text in texts:
+                cost = self._cost(self.compile_native(text).search, sample)
+                if cost < best_cost:
+                    best, best_cost = text, cost
+            chosen.append(best)
+            alone += best_cost
+        unique = list(dict.fromkeys(chosen))
+        self.source = "|".join(f"(?:{text})" for text in unique)
+        union = self.compile_native(self.source).search
+        if len(unique) == 1 or self._cost(union, sample) <= alone:
+            self._searches = [union]
+        else:
+            self._searches = [self.compile_native(text).search for text in unique]
+            self.source = " ; ".join(unique)
+
+    @staticmethod
+    def _cost(search: Callable[[bytes, int], Any], sample: bytes) -> float:
+        start = time.perf_counter()
+        count = len(_native_starts(search, sample))
+        return time.perf_counter() - start + count * CANDIDATE_COST
 
     def line_starts(self, chunk: bytes) -> Iterable[int]:
-        starts: list[int] = []
-        rfind, find = chunk.rfind, chunk.find
-        search = self.pattern.search  # type: ignore[attr-defined]
-        position, size = 0, len(chunk)
-        while position < size:
-            found = search(chunk, position)
-            if found is None:
-                break
-            at = found.start()
-            starts.append(rfind(_NEWLINE, 0, at) + 1)
-            end = find(_NEWLINE, max(at, found.end() - 1))
-            if end < 0:
-                break
-            position = end + 1
-        if chunk.isascii() and b"\x00" not in chunk:
-            return starts
-        odd = [rfind(_NEWLINE, 0, m.start()) + 1 for m in _UNJUDGED.finditer(chunk)]
-        return _merge([starts, odd])
+        if not self._searches:
+            self.tune(chunk[: chunk.rfind(_NEWLINE, 0, TUNING_BYTES) + 1] or chunk)
+        found = [_native_starts(search, chunk) for search in self._searches]
+        if not (chunk.isascii() and b"\x00" not in chunk):
+            rfind = chunk.rfind
+            found.append([rfind(_NEWLINE, 0, m.start()) + 1 for m in _UNJUDGED.finditer(chunk)])
+        return _merge(found)
+
+
+def _native_starts(search: Callable[[bytes, int], Any], chunk: bytes) -> list[int]:
+    starts: list[int] = []
+    rfind, find = chunk.rfind, chunk.find
+    position, size = 0, len(chunk)
+    while position < size:
+        found = search(chunk, position)
+        if found is None:
+            break
+        at = found.start()
+        if at >= size:
+            break  # an empty line "after" the final line end
+        starts.append(rfind(_NEWLINE, 0, at) + 1)
+        end = find(_NEWLINE, max(at, found.end() - 1))
+        if end < 0:
+            break
+        position = end + 1
+    return starts
 
 
 def _literal_finder(prefilter: Prefilter | None) -> LiteralFinder | None:

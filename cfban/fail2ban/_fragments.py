@@ -293,8 +293,8 @@ def join(pieces: Iterable[Piece]) -> str | None:
     return "".join(out) if out else None
 
 
-def chain(pattern: re.Pattern[str], cuts: Sequence[Cut]) -> str | None:
-    """The RE2 text of ``pattern``'s chain under these date cuts, or ``None``."""
+def chain_pieces(pattern: re.Pattern[str], cuts: Sequence[Cut]) -> list[Piece] | None:
+    """The pieces of ``pattern``'s chain under these date cuts (``None``: no chain)."""
     if not pattern.pattern.isascii():
         return None
     try:
@@ -307,7 +307,39 @@ def chain(pattern: re.Pattern[str], cuts: Sequence[Cut]) -> str | None:
         pieces, _ = builder.chain(list(parsed), flags, 0)
     except (ValueError, RecursionError):
         return None
-    return join(pieces)
+    return pieces
+
+
+def chain(pattern: re.Pattern[str], cuts: Sequence[Cut]) -> str | None:
+    """The RE2 text of ``pattern``'s chain under these date cuts, or ``None``."""
+    pieces = chain_pieces(pattern, cuts)
+    return join(pieces) if pieces is not None else None
+
+
+#: The most variants of one chain tried on the first chunk.
+MAX_VARIANTS = 6
+
+
+def variants(pieces: Sequence[Piece]) -> list[str]:
+    """The whole chain, then the chain without its leading runs, from each later run (pieces
+    between gaps): a shorter chain matches more lines, but the native engine may skip ahead
+    faster to a start it can find with ``memchr``. Each matches a superset of the regex's
+    lines."""
+    runs: list[list[Piece]] = [[]]
+    for piece in pieces:
+        if piece is None:
+            runs.append([])
+        else:
+            runs[-1].append(piece)
+    out: list[str] = []
+    for start, run in enumerate(runs):
+        if not run:
+            continue
+        rest = [piece for later in runs[start:] for piece in [*later, _GAP]]
+        text = join(rest)
+        if text is not None and _required_chars(text) >= MIN_CHAIN_CHARS and text not in out:
+            out.append(text)
+    return out[:1] + out[1:][-(MAX_VARIANTS - 1) :]
 
 
 def _last_chars(items: list[tuple[Any, Any]], flags: int) -> tuple[frozenset[str] | None, bool]:
@@ -390,18 +422,27 @@ def pattern_finder(flt: Filter) -> PatternFinder | None:
     if not templates:
         return None
     cuts = [template_cut(t.regex) for t in templates]
-    chains: list[str] = []
+    options: list[list[str]] = []
     for regex in flt.compiled.failregex:
-        text = chain(regex.pattern, cuts)
-        if text is None or _required_chars(text) < MIN_CHAIN_CHARS:
+        pieces = chain_pieces(regex.pattern, cuts)
+        found = variants(pieces) if pieces is not None else []
+        if not found:
             return None
-        chains.append(text)
-    source = "|".join(f"(?:{text})" for text in dict.fromkeys(chains))
+        options.append(found)
     try:
-        compiled = re2.compile(source.encode("ascii"))
+        for texts in options:
+            for text in texts:
+                re2.compile(text.encode("ascii"))
     except Exception:  # noqa: BLE001 - any refusal of the native engine: use the fallback
         return None
-    return PatternFinder(compiled, source)
+    return PatternFinder(options, compile_native)
+
+
+def compile_native(source: str) -> object:
+    """``source`` compiled by the native engine, for bytes."""
+    import re2
+
+    return re2.compile(source.encode("ascii"))
 
 
 def _required_chars(text: str) -> int:

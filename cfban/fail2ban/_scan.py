@@ -55,9 +55,15 @@ class ChunkScanner:
     ) -> None:
         self.matcher = matcher
         self.skip_comments = skip_comments
-        self.finder = finder if finder is not None else finder_for(matcher.filter)
+        if finder is None:
+            finder = finder_for(matcher.filter)
+        self.finder = finder
         #: How many lines the last chunk scanned had.
         self.lines = 0
+        #: How many of them were empty or comments (when :attr:`counts_special` is true).
+        self.special = 0
+        #: Whether scans count the empty and comment lines (else the caller must).
+        self.counts_special = finder is None or finder.reports_special_lines
 
     def scan(self, chunk: bytes) -> list[Hit]:
         """The lines of ``chunk`` that went through the filter, with their failures (if any).
@@ -74,6 +80,7 @@ class ChunkScanner:
         pending = matcher._pending
         skip_comments = self.skip_comments
         hits: list[Hit] = []
+        special = 0
         index = 0
         counted = 0  # offset up to which newlines are counted into ``index``
         done = 0  # offset up to which lines are fed or handed over as skipped
@@ -84,6 +91,7 @@ class ChunkScanner:
                 end = size
             raw = chunk[start:end]
             if skip_comments and (not raw or raw[0] == _HASH or raw == b"\r"):
+                special += 1
                 continue
             if start > done:
                 pending.append(SkippedLines(chunk, done, start, skip_comments))
@@ -96,6 +104,7 @@ class ChunkScanner:
             hits.append(Hit(index, result[0], result[1]))
         index += chunk.count(_NEWLINE, counted)
         self.lines = index + (size > 0 and chunk[-1] != 0x0A)
+        self.special = special
         if done < size:
             pending.append(SkippedLines(chunk, done, size, skip_comments))
         if any(isinstance(entry, SkippedLines) for entry in pending):
@@ -109,8 +118,10 @@ class ChunkScanner:
         if chunk.endswith(_NEWLINE):
             lines.pop()
         self.lines = len(lines)
+        self.special = 0
         for index, raw in enumerate(lines):
             if skip_comments and (not raw or raw[0] == _HASH or raw == b"\r"):
+                self.special += 1
                 continue
             result = feed_raw(raw)
             if result is not None:
