@@ -104,8 +104,8 @@ class PatternFinder:
     (``_fragments.variants``); on the first chunk each failregex's fastest one, counting
     candidates at :data:`CANDIDATE_COST`, is chosen, and the chosen ones are searched as one
     alternation, or one by one if that is faster (an alternation of chains that start
-    differently cannot skip ahead with ``memchr``). Any choice gives the same lines to the exact match, so results
-    never depend on it.
+    differently cannot skip ahead with ``memchr``). Any choice gives the same lines to the
+    exact match, so results never depend on it.
     """
 
     reports_special_lines = False
