@@ -1,15 +1,24 @@
-"""One log line through a jail: filter, real-IP resolution, guards, counting. No I/O."""
+"""Log lines through jails: filter, real-IP resolution, guards, counting. No I/O.
+
+:meth:`Pipeline.process_lines` takes a batch of one file's lines and all the jails on that
+file: one pass finds every jail's failures (``_scan``), then each failure is resolved to its
+client once per line (jails that match the same line share it), checked by the jail's guard
+and counted. :meth:`Pipeline.process` is the same for one line and one jail.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cfban.errors import RefusedError
+from cfban.errors import CfbanError, RefusedError
+from cfban.fail2ban import Failure
 from cfban.jail import BanDecision
-from cfban.realip import Resolver
+from cfban.realip import Resolution, Resolver
 from cfban.watch._jails import JailRuntime
 from cfban.watch._metrics import Metrics
+from cfban.watch._scan import BatchScanner
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +38,39 @@ class Pipeline:
         self.resolver = resolver
         self.metrics = metrics
         self._warned: set[str] = set()
+        self.scanner = BatchScanner()
+
+    def process_lines(
+        self, jails: Sequence[JailRuntime], lines: Sequence[bytes], *, live: bool, source: str
+    ) -> list[Decided]:
+        """The bans a batch of raw lines of one file (``source``) decides in ``jails``.
+
+        A line that cannot be processed is counted in ``metrics.bad_lines``, logged and
+        skipped; the other lines go on.
+        """
+        found = self.scanner.scan([jail.matcher for jail in jails], lines)
+        for index, message in self.scanner.bad_lines:
+            self._bad_line(source, index, message)
+        decided: list[Decided] = []
+        resolved: dict[tuple[int, str | None, tuple[tuple[str, str], ...]], Resolution] = {}
+        for item in found:
+            jail = jails[item.jail]
+            try:
+                for failure in item.failures:
+                    key = (item.line, failure.host, tuple(sorted(failure.groups.items())))
+                    resolution = resolved.get(key)
+                    if resolution is None:
+                        resolution = resolved[key] = self.resolver.resolve(
+                            failure.host, failure.groups
+                        )
+                    decided.extend(self._count(jail, failure, resolution, live=live))
+            except CfbanError as exc:
+                self._bad_line(source, item.line, str(exc))
+        return decided
+
+    def _bad_line(self, source: str, index: int, message: str) -> None:
+        self.metrics.bad_lines += 1
+        log.warning("%s: a line could not be processed: %s", source, message)
 
     def process(self, jail: JailRuntime, raw: bytes, *, live: bool) -> list[Decided]:
         """The bans the raw log line ``raw`` decides in ``jail`` (usually none)."""
@@ -38,26 +80,31 @@ class Pipeline:
         decided: list[Decided] = []
         for failure in found[1]:
             resolution = self.resolver.resolve(failure.host, failure.groups)
-            if resolution.direct_origin_access:
-                self.metrics.direct_origin += 1
-            if resolution.warning:
-                self._warn_once(resolution.warning, key=resolution.warning_key)
-            client = resolution.client
-            if client is None:
-                continue
-            try:
-                jail.guard.check(client)
-            except RefusedError as exc:
-                reason = getattr(exc, "reason", "refused")
-                self.metrics.refused[str(reason)] += 1
-                self._warn_once(f"jail {jail.name}: {exc}", key=f"{jail.name}:{client}")
-                continue
-            self.metrics.failures[jail.name] += 1
-            when = jail.counter.failure_time(failure.time, live=live)
-            decision = jail.counter.add_failure(client, when)
-            if decision is not None:
-                decided.append(Decided(decision, jail.name))
+            decided.extend(self._count(jail, failure, resolution, live=live))
         return decided
+
+    def _count(
+        self, jail: JailRuntime, failure: Failure, resolution: Resolution, *, live: bool
+    ) -> list[Decided]:
+        """Count one resolved failure in ``jail``: the ban it decides, if any."""
+        if resolution.direct_origin_access:
+            self.metrics.direct_origin += 1
+        if resolution.warning:
+            self._warn_once(resolution.warning, key=resolution.warning_key)
+        client = resolution.client
+        if client is None:
+            return []
+        try:
+            jail.guard.check(client)
+        except RefusedError as exc:
+            reason = getattr(exc, "reason", "refused")
+            self.metrics.refused[str(reason)] += 1
+            self._warn_once(f"jail {jail.name}: {exc}", key=f"{jail.name}:{client}")
+            return []
+        self.metrics.failures[jail.name] += 1
+        when = jail.counter.failure_time(failure.time, live=live)
+        decision = jail.counter.add_failure(client, when)
+        return [Decided(decision, jail.name)] if decision is not None else []
 
     def _warn_once(self, message: str, *, key: str | None = None) -> None:
         key = key or message

@@ -1,0 +1,64 @@
+"""The daemon's one pass per file finds what each jail's per-line matching finds, in order."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from cfban._resources import filters_dir
+from cfban.fail2ban import LineMatcher
+from cfban.watch._scan import BatchScanner
+from tests.support.failjson import harness_filter, harness_time
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+ACCESS = ["nginx-4xx", "nginx-bad-request", "nginx-botsearch", "nginx-probes"]
+
+
+def _lines() -> list[bytes]:
+    lines: list[bytes] = []
+    for name in [*ACCESS, "nginx-forbidden", "nginx-http-auth"]:
+        lines += [
+            raw
+            for raw in (SAMPLES / name).read_bytes().split(b"\n")
+            if raw and not raw.startswith(b"#")
+        ]
+    random.Random(7).shuffle(lines)
+    return lines + [b"", b"\xff\xfe not text", b"x" * 70_000]
+
+
+def _matchers() -> list[LineMatcher]:
+    with harness_time():
+        return [
+            LineMatcher(harness_filter(name, {}, search_path=[filters_dir()])) for name in ACCESS
+        ]
+
+
+def test_one_pass_equals_each_jail_line_by_line() -> None:
+    lines = _lines()
+    expected: list[tuple[int, int, list[tuple[str | None, float | None]]]] = []
+    with harness_time():
+        plain = _matchers()
+        for index, raw in enumerate(lines):
+            for position, matcher in enumerate(plain):
+                result = matcher.feed_raw(raw)
+                if result is not None and result[1]:
+                    expected.append((index, position, [(f.host, f.time) for f in result[1]]))
+        scanner = BatchScanner()
+        matchers = _matchers()
+        got: list[tuple[int, int, list[tuple[str | None, float | None]]]] = []
+        base = 0
+        sizes = random.Random(3)
+        while base < len(lines):
+            batch = lines[base : base + sizes.randint(1, 40)]
+            for found in scanner.scan(matchers, batch):
+                got.append(
+                    (base + found.line, found.jail, [(f.host, f.time) for f in found.failures])
+                )
+            base += len(batch)
+    assert len(expected) > 50
+    assert {position for _, position, _ in expected} == set(range(len(ACCESS)))
+    assert got == expected
+
+
+def test_empty_batch_finds_nothing() -> None:
+    assert BatchScanner().scan(_matchers(), []) == []
