@@ -72,7 +72,9 @@ def main() -> None:
     print(json.dumps(run(args.log, args.filters.split(","), emulator=args.emulator)))
 
 
-def run(log: Path, filters: list[str], *, emulator: bool = False) -> dict[str, float]:
+def run(
+    log: Path, filters: list[str], *, emulator: bool = False, findtime: str = "10m"
+) -> dict[str, float]:
     """Run the daemon over ``log`` with one jail per filter; print and return the figures."""
     args = argparse.Namespace(log=log, emulator=emulator)
     if not args.log.exists():
@@ -90,7 +92,7 @@ def run(log: Path, filters: list[str], *, emulator: bool = False) -> dict[str, f
             "[cloudflare]\nrequests_per_window = 1000000\n"
             + "".join(
                 f'[jails.j{n}]\nfilter = "{spec}"\nlogpath = ["{args.log}"]\n'
-                'maxretry = 3\nfindtime = "10m"\nbantime = "30d"\n'
+                f'maxretry = 3\nfindtime = "{findtime}"\nbantime = "30d"\n'
                 for n, spec in enumerate(filters)
             ),
             encoding="utf-8",

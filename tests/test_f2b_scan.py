@@ -245,3 +245,17 @@ def test_scan_equals_plain_engine_on_made_up_lines(lines: list[bytes], cut: int)
             for label, finder in ways.items():
                 got = scanned(flt, data, skip_comments=True, finder=finder, every=cut)
                 assert got == expected, (name, label)
+
+
+def test_mapped_chunks_cut_at_line_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cfban import testfilter
+
+    monkeypatch.setattr(testfilter, "_CHUNK", 16)
+    data = b"short\n" + b"x" * 40 + b"\nab\ncd\n" + b"tail without end"
+    path = tmp_path / "log"
+    path.write_bytes(data)
+    with path.open("rb") as stream:
+        chunks = list(testfilter._chunks(stream))
+    assert b"".join(chunks) == data
+    assert all(chunk.endswith(b"\n") for chunk in chunks[:-1])
+    assert any(len(chunk) > 16 for chunk in chunks)  # the long line stays whole

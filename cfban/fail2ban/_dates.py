@@ -148,6 +148,7 @@ class DateDetector:
         self._parsed: dict[tuple[object, ...], float | DateFields | None] = {}
         self._matches: dict[tuple[int, int, str], DateMatch] = {}
         self._hours: dict[int, float] = {}
+        self._minutes: dict[tuple[object, ...], float | DateFields | None] = {}
         self._last = len(self.templates) - 1
         try:
             self._plan: _SearchPlan | None = _SearchPlan(self.templates)
@@ -239,8 +240,22 @@ class DateDetector:
                 scale = 1e6 if len(value) >= 16 and "." not in value else 1e3
                 return float(value) / scale
             return float(value)
+        groups = found.groupdict()
+        second = groups.get("S")
+        if second is not None and len(second) <= 2 and second.isdigit() and int(second) < 60:
+            # Within a minute the epoch grows with the seconds: one parse per minute of log.
+            minute = (id(template), *((k, v) for k, v in groups.items() if k != "S"))
+            base = self._minutes.get(minute, _UNSEEN)
+            if base is _UNSEEN:
+                base = self._parse_groups({**groups, "S": "0"})
+                self._remember(self._minutes, minute, base)
+            if base is None or isinstance(base, float):
+                return None if base is None else base + int(second)
+        return self._parse_groups(groups)
+
+    def _parse_groups(self, groups: dict[str, str | Any]) -> float | DateFields | None:
         try:
-            fields = parse_fields(found.groupdict())
+            fields = parse_fields(groups)
             return fields if fields.needs_now else self._to_epoch(fields)
         except ValueError:
             return None

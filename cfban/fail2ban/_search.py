@@ -26,7 +26,7 @@ _INTERNAL_KEYS = frozenset(
 TupleLine = tuple[str, str, str]  # (text before the date, date text, text after the date)
 
 
-@functools.lru_cache(maxsize=4096)  # the same few offenders repeat; parsing is the costly part
+@functools.lru_cache(maxsize=1 << 16)  # offenders repeat; parsing is the costly part
 def normalize_host(text: str, cidr: str | None = None) -> str:
     """fail2ban's address form: compressed lower-case IPv6, IPv4-mapped IPv6 as IPv4.
 
