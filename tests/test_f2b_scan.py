@@ -259,3 +259,17 @@ def test_mapped_chunks_cut_at_line_ends(tmp_path: Path, monkeypatch: pytest.Monk
     assert b"".join(chunks) == data
     assert all(chunk.endswith(b"\n") for chunk in chunks[:-1])
     assert any(len(chunk) > 16 for chunk in chunks)  # the long line stays whole
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.from_regex(r"\A[0-9]{1,4}(\.[0-9]{1,4}){2,4}\Z") | st.ip_addresses(v=4).map(str))
+def test_plain_ipv4_shortcut_equals_ipaddress(text: str) -> None:
+    import ipaddress
+
+    from cfban.fail2ban._search import normalize_host
+
+    try:
+        expected = str(ipaddress.ip_address(text))
+    except ValueError:
+        expected = text
+    assert normalize_host.__wrapped__(text) == expected
