@@ -24,10 +24,10 @@ _INTERNAL_KEYS = frozenset(
     {"matches", "nofail-matches", "users", "mlfpending", "mlfforget", "mlfgained", "content"}
 )
 
-TupleLine = tuple[str, str, str]
+TupleLine = tuple[str, str, str]  # (text before the date, date text, text after the date)
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 #: Dotted-quad IPv4 as ``str(ipaddress.IPv4Address)`` writes it (no leading zeros).
-_PLAIN_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}", re.ASCII)  # (text before the date, date text, text after the date)
+_PLAIN_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}", re.ASCII)
 
 
 @functools.lru_cache(maxsize=1 << 16)  # offenders repeat; parsing is the costly part
