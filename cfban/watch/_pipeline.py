@@ -52,18 +52,24 @@ class Pipeline:
         for index, message in self.scanner.bad_lines:
             self._bad_line(source, index, message)
         decided: list[Decided] = []
-        resolved: dict[tuple[int, str | None, tuple[tuple[str, str], ...]], Resolution] = {}
+        # Within one batch the same offenders recur: resolve each (address, groups) once and
+        # check each client against each jail's guard once (refusals are checked and counted
+        # every time, as before). Both caches last one batch, so nothing they hold goes stale.
+        resolved: dict[tuple[str | None, tuple[tuple[str, str], ...]], Resolution] = {}
+        allowed: set[tuple[int, str]] = set()
         for item in found:
             jail = jails[item.jail]
             try:
                 for failure in item.failures:
-                    key = (item.line, failure.host, tuple(sorted(failure.groups.items())))
+                    key = (failure.host, tuple(sorted(failure.groups.items())))
                     resolution = resolved.get(key)
                     if resolution is None:
                         resolution = resolved[key] = self.resolver.resolve(
                             failure.host, failure.groups
                         )
-                    decided.extend(self._count(jail, failure, resolution, live=live))
+                    decided.extend(
+                        self._count(jail, failure, resolution, live=live, allowed=allowed)
+                    )
             except CfbanError as exc:
                 self._bad_line(source, item.line, str(exc))
         return decided
@@ -84,9 +90,18 @@ class Pipeline:
         return decided
 
     def _count(
-        self, jail: JailRuntime, failure: Failure, resolution: Resolution, *, live: bool
+        self,
+        jail: JailRuntime,
+        failure: Failure,
+        resolution: Resolution,
+        *,
+        live: bool,
+        allowed: set[tuple[int, str]] | None = None,
     ) -> list[Decided]:
-        """Count one resolved failure in ``jail``: the ban it decides, if any."""
+        """Count one resolved failure in ``jail``: the ban it decides, if any.
+
+        ``allowed``: (guard id, client) pairs the guard already let through in this batch.
+        """
         if resolution.direct_origin_access:
             self.metrics.direct_origin += 1
         if resolution.warning:
@@ -94,13 +109,17 @@ class Pipeline:
         client = resolution.client
         if client is None:
             return []
-        try:
-            jail.guard.check(client)
-        except RefusedError as exc:
-            reason = getattr(exc, "reason", "refused")
-            self.metrics.refused[str(reason)] += 1
-            self._warn_once(f"jail {jail.name}: {exc}", key=f"{jail.name}:{client}")
-            return []
+        known = (id(jail.guard), client)
+        if allowed is None or known not in allowed:
+            try:
+                jail.guard.check(client)
+            except RefusedError as exc:
+                reason = getattr(exc, "reason", "refused")
+                self.metrics.refused[str(reason)] += 1
+                self._warn_once(f"jail {jail.name}: {exc}", key=f"{jail.name}:{client}")
+                return []
+            if allowed is not None:
+                allowed.add(known)
         self.metrics.failures[jail.name] += 1
         when = jail.counter.failure_time(failure.time, live=live)
         decision = jail.counter.add_failure(client, when)
