@@ -9,6 +9,7 @@ chunks, with and without comment lines; then over hypothesis-made lines.
 
 from __future__ import annotations
 
+import datetime
 import functools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -273,3 +274,24 @@ def test_plain_ipv4_shortcut_equals_ipaddress(text: str) -> None:
     except ValueError:
         expected = text
     assert normalize_host.__wrapped__(text) == expected
+
+
+_DATES = st.datetimes(  # a summer of CET/CEST, both switches included
+    min_value=datetime.datetime(2024, 3, 30), max_value=datetime.datetime(2024, 11, 2)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(moments=st.lists(_DATES, min_size=1, max_size=30), zone=st.sampled_from(["", " +0200"]))
+def test_minute_cache_gives_the_parse_of_every_date(moments: list[Any], zone: str) -> None:
+    from cfban.fail2ban._dates import _UNSEEN, DateDetector
+
+    with harness_time():
+        cached = DateDetector(None)
+        plain = DateDetector(None)
+        plain._same_minute = lambda *args: _UNSEEN  # type: ignore[method-assign]
+        for moment in moments:
+            for shape in ("%Y/%m/%d %H:%M:%S", "[%d/%b/%Y:%H:%M:%S"):
+                line = moment.strftime(shape) + zone + " client 192.0.2.1"
+                got, want = cached.find(line), plain.find(line)
+                assert (got and got.epoch) == (want and want.epoch), line
