@@ -295,3 +295,20 @@ def test_minute_cache_gives_the_parse_of_every_date(moments: list[Any], zone: st
                 line = moment.strftime(shape) + zone + " client 192.0.2.1"
                 got, want = cached.find(line), plain.find(line)
                 assert (got and got.epoch) == (want and want.epoch), line
+
+
+def test_json_fast_path_prints_what_the_command_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    from typer.testing import CliRunner
+
+    from cfban.cli import app
+    from cfban.testfilter import json_fast_path
+
+    log = str(BUNDLED_SAMPLES / "nginx-4xx")
+    assert json_fast_path(["nginx-4xx", log, "--json"]) == 0
+    fast = capsys.readouterr().out
+    slow = CliRunner().invoke(app, ["test-filter", "nginx-4xx", log, "--json"])
+    assert slow.exit_code == 0
+    assert fast == slow.stdout and '"matched":' in fast
+    assert json_fast_path(["no-such-filter", log, "--json"]) is None  # errors: the full CLI
+    assert json_fast_path(["nginx-4xx", log]) is None
+    assert json_fast_path(["-v", "nginx-4xx", log]) is None
