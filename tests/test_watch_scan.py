@@ -12,7 +12,7 @@ from cfban.fail2ban import LineMatcher
 from cfban.realip import GuardStats, Resolver, load_ranges
 from cfban.watch._jails import JailRuntime, build_jails
 from cfban.watch._metrics import Metrics
-from cfban.watch._pipeline import Pipeline
+from cfban.watch._pipeline import Pipeline, lines_before
 from cfban.watch._scan import BatchScanner
 from tests.support.failjson import harness_filter, harness_time
 
@@ -57,9 +57,8 @@ def test_one_pass_equals_each_jail_line_by_line() -> None:
         while base < len(lines):
             batch = lines[base : base + sizes.randint(1, 40)]
             for found in scanner.scan(matchers, batch):
-                got.append(
-                    (base + found.line, found.jail, [(f.host, f.time) for f in found.failures])
-                )
+                line = base + lines_before(batch, found.at)
+                got.append((line, found.jail, [(f.host, f.time) for f in found.failures]))
             base += len(batch)
     assert len(expected) > 50
     assert {position for _, position, _ in expected} == set(range(len(ACCESS)))

@@ -151,10 +151,23 @@ class PatternFinder:
         if not self._searches:
             self.tune(chunk[: chunk.rfind(_NEWLINE, 0, TUNING_BYTES) + 1] or chunk)
         found = [_native_starts(search, chunk) for search in self._searches]
-        if not (chunk.isascii() and b"\x00" not in chunk):
+        if not _judged(chunk):
             rfind = chunk.rfind
             found.append([rfind(_NEWLINE, 0, m.start()) + 1 for m in _UNJUDGED.finditer(chunk)])
         return _merge(found)
+
+
+_last_judged: list[tuple[bytes, bool]] = []
+
+
+def _judged(chunk: bytes) -> bool:
+    """Whether every byte of ``chunk`` is ASCII and none is NUL; remembered for the last
+    chunk, which the finders of several jails on one file ask about in turn."""
+    if _last_judged and _last_judged[0][0] is chunk:
+        return _last_judged[0][1]
+    plain = chunk.isascii() and b"\x00" not in chunk
+    _last_judged[:] = [(chunk, plain)]
+    return plain
 
 
 def _native_starts(search: Callable[[bytes, int], Any], chunk: bytes) -> list[int]:

@@ -30,11 +30,13 @@ _HASH = 0x23
 
 @dataclass(frozen=True)
 class Hit:
-    """A line of the chunk the filter had to look at: its index, text and failures."""
+    """A line of the chunk the filter had to look at: its index (``-1`` when the scan does
+    not count lines), its offset in the chunk, its text and its failures."""
 
     index: int
     text: str
     failures: list[Failure]
+    offset: int = 0
 
 
 class ChunkScanner:
@@ -43,7 +45,8 @@ class ChunkScanner:
     ``skip_comments``: empty lines and lines starting with ``#`` are not lines of the log
     (``fail2ban-regex`` and ``cfban test-filter`` skip them: they are neither matched nor
     looked at for a date). ``finder``: how candidates are found (default: the best the
-    filter allows, ``_candidates.finder_for``).
+    filter allows, ``_candidates.finder_for``). ``count_lines``: give each hit its line
+    index and :attr:`lines` (a pass over the chunk; without, hits have their offsets only).
     """
 
     def __init__(
@@ -52,9 +55,11 @@ class ChunkScanner:
         *,
         skip_comments: bool = False,
         finder: CandidateFinder | None = None,
+        count_lines: bool = True,
     ) -> None:
         self.matcher = matcher
         self.skip_comments = skip_comments
+        self.count_lines = count_lines
         if finder is None:
             finder = finder_for(matcher.filter)
         self.finder = finder
@@ -75,6 +80,7 @@ class ChunkScanner:
         finder = self.finder
         if finder is None:
             return list(self._every_line(chunk))
+        count_lines = self.count_lines
         matcher = self.matcher
         feed_raw = matcher.feed_raw
         pending = matcher._pending
@@ -99,11 +105,13 @@ class ChunkScanner:
             result = feed_raw(raw)
             if result is None:
                 continue
-            index += chunk.count(_NEWLINE, counted, start)
-            counted = start
-            hits.append(Hit(index, result[0], result[1]))
-        index += chunk.count(_NEWLINE, counted)
-        self.lines = index + (size > 0 and chunk[-1] != 0x0A)
+            if count_lines:
+                index += chunk.count(_NEWLINE, counted, start)
+                counted = start
+            hits.append(Hit(index if count_lines else -1, result[0], result[1], start))
+        if count_lines:
+            index += chunk.count(_NEWLINE, counted)
+            self.lines = index + (size > 0 and chunk[-1] != 0x0A)
         self.special = special
         if done < size:
             pending.append(SkippedLines(chunk, done, size, skip_comments))
@@ -119,13 +127,15 @@ class ChunkScanner:
             lines.pop()
         self.lines = len(lines)
         self.special = 0
+        offset = 0
         for index, raw in enumerate(lines):
+            start, offset = offset, offset + len(raw) + 1
             if skip_comments and (not raw or raw[0] == _HASH or raw == b"\r"):
                 self.special += 1
                 continue
             result = feed_raw(raw)
             if result is not None:
-                yield Hit(index, result[0], result[1])
+                yield Hit(index, result[0], result[1], start)
 
 
 def split_chunks(stream_chunks: Iterator[bytes]) -> Iterator[bytes]:

@@ -15,12 +15,25 @@ from dataclasses import dataclass
 from cfban.errors import CfbanError, RefusedError
 from cfban.fail2ban import Failure
 from cfban.jail import BanDecision
-from cfban.realip import Resolution, Resolver
+from cfban.realip import BanGuard, Resolution, Resolver
 from cfban.watch._jails import JailRuntime
 from cfban.watch._metrics import Metrics
 from cfban.watch._scan import BatchScanner
 
 log = logging.getLogger(__name__)
+
+#: The most resolutions and guard answers kept (then forgotten at once).
+CACHE_LIMIT = 65_536
+
+
+def lines_before(lines: Sequence[bytes], at: int) -> int:
+    """The index of the line that starts at offset ``at`` of ``lines`` joined by line ends."""
+    offset = 0
+    for index, raw in enumerate(lines):
+        if offset >= at:
+            return index
+        offset += len(raw) + 1
+    return len(lines)
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,8 @@ class Pipeline:
         self.metrics = metrics
         self._warned: set[str] = set()
         self.scanner = BatchScanner()
+        self._resolved: dict[tuple[str | None, tuple[tuple[str, str], ...]], Resolution] = {}
+        self._allowed: set[tuple[BanGuard, str]] = set()
 
     def process_lines(
         self, jails: Sequence[JailRuntime], lines: Sequence[bytes], *, live: bool, source: str
@@ -52,11 +67,15 @@ class Pipeline:
         for index, message in self.scanner.bad_lines:
             self._bad_line(source, index, message)
         decided: list[Decided] = []
-        # Within one batch the same offenders recur: resolve each (address, groups) once and
-        # check each client against each jail's guard once (refusals are checked and counted
-        # every time, as before). Both caches last one batch, so nothing they hold goes stale.
-        resolved: dict[tuple[str | None, tuple[tuple[str, str], ...]], Resolution] = {}
-        allowed: set[tuple[int, str]] = set()
+        # Offenders recur: resolve each (address, groups) once and let each client through each
+        # jail's guard once (refusals are checked and counted every time, as before). The
+        # answers are fixed for the life of the resolver and of each guard (a reload makes new
+        # ones: a new pipeline, new jails), so the caches only need a bound.
+        resolved, allowed = self._resolved, self._allowed
+        if len(resolved) > CACHE_LIMIT:
+            resolved.clear()
+        if len(allowed) > CACHE_LIMIT:
+            allowed.clear()
         for item in found:
             jail = jails[item.jail]
             try:
@@ -71,7 +90,7 @@ class Pipeline:
                         self._count(jail, failure, resolution, live=live, allowed=allowed)
                     )
             except CfbanError as exc:
-                self._bad_line(source, item.line, str(exc))
+                self._bad_line(source, lines_before(lines, item.at), str(exc))
         return decided
 
     def _bad_line(self, source: str, index: int, message: str) -> None:
@@ -96,11 +115,11 @@ class Pipeline:
         resolution: Resolution,
         *,
         live: bool,
-        allowed: set[tuple[int, str]] | None = None,
+        allowed: set[tuple[BanGuard, str]] | None = None,
     ) -> list[Decided]:
         """Count one resolved failure in ``jail``: the ban it decides, if any.
 
-        ``allowed``: (guard id, client) pairs the guard already let through in this batch.
+        ``allowed``: (guard, client) pairs the guard already let through.
         """
         if resolution.direct_origin_access:
             self.metrics.direct_origin += 1
@@ -109,7 +128,7 @@ class Pipeline:
         client = resolution.client
         if client is None:
             return []
-        known = (id(jail.guard), client)
+        known = (jail.guard, client)
         if allowed is None or known not in allowed:
             try:
                 jail.guard.check(client)

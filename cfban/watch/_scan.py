@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class Found:
     """Failures one jail found on one line of a batch."""
 
-    line: int  # index in the batch
+    at: int  # where the line starts in the batch (its lines joined by line ends)
     jail: int  # position of the jail in the list given
     failures: list[Failure]
 
@@ -48,11 +48,12 @@ class BatchScanner:
         """The chunk scanner of ``matcher`` (made on first use)."""
         scanner = self._scanners.get(matcher)
         if scanner is None:
-            scanner = self._scanners[matcher] = ChunkScanner(matcher)
+            scanner = self._scanners[matcher] = ChunkScanner(matcher, count_lines=False)
         return scanner
 
     def scan(self, matchers: Sequence[LineMatcher], lines: Sequence[bytes]) -> list[Found]:
-        """The failures of each matcher in ``lines`` (raw, without line ends), in line order.
+        """The failures of each matcher in ``lines`` (raw, without line ends), in line order
+        (``Found.at``), matchers in order on a line.
 
         Lines that raised are listed in :attr:`bad_lines` (index, message) and skipped.
         """
@@ -67,21 +68,23 @@ class BatchScanner:
             except CfbanError:
                 found.extend(self._line_by_line(position, matcher, lines))
                 continue
-            found.extend(Found(hit.index, position, hit.failures) for hit in hits if hit.failures)
+            found.extend(Found(hit.offset, position, hit.failures) for hit in hits if hit.failures)
         if len(matchers) > 1:
-            found.sort(key=lambda item: (item.line, item.jail))
+            found.sort(key=lambda item: (item.at, item.jail))
         return found
 
     def _line_by_line(
         self, position: int, matcher: LineMatcher, lines: Sequence[bytes]
     ) -> list[Found]:
         found: list[Found] = []
+        offset = 0
         for index, raw in enumerate(lines):
+            at, offset = offset, offset + len(raw) + 1
             try:
                 result = matcher.feed_raw(raw)
             except CfbanError as exc:
                 self.bad_lines.append((index, str(exc)))
                 continue
             if result is not None and result[1]:
-                found.append(Found(index, position, result[1]))
+                found.append(Found(at, position, result[1]))
         return found
