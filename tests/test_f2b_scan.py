@@ -312,3 +312,31 @@ def test_json_fast_path_prints_what_the_command_prints(capsys: pytest.CaptureFix
     assert json_fast_path(["no-such-filter", log, "--json"]) is None  # errors: the full CLI
     assert json_fast_path(["nginx-4xx", log]) is None
     assert json_fast_path(["-v", "nginx-4xx", log]) is None
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("name", [*STOCK, *(f"bundled:{n}" for n in BUNDLED)] or ["(none)"])
+def test_every_chain_variant_finds_every_matching_line(name: str) -> None:
+    """Whatever variant the tuning picks, no line the regex matches can be missed."""
+    if not native_available() or name == "(none)":
+        pytest.skip("google-re2 is not installed")
+    import re2
+
+    bundled = name.startswith("bundled:")
+    stem = name.removeprefix("bundled:")
+    path = (BUNDLED_SAMPLES if bundled else SAMPLE_DIR) / stem
+    search = [filters_dir(), FILTER_DIR] if bundled else [FILTER_DIR]
+    with harness_time():
+        for options in _option_sets(path, stem):
+            flt = harness_filter(stem, options, search_path=search)
+            finder = pattern_finder(flt)
+            if finder is None:
+                continue
+            matcher = LineMatcher(flt)
+            for raw in path.read_bytes().split(b"\n"):
+                result = None if _special(raw) else matcher.feed_raw(raw)
+                if result is None or not raw.isascii() or b"\x00" in raw:
+                    continue
+                for failure in result[1]:
+                    for text in finder.options[failure.regex_index]:
+                        assert re2.compile(text.encode()).search(raw), (stem, text, raw)

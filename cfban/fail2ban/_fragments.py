@@ -291,7 +291,7 @@ def pattern_finder(flt: Filter) -> PatternFinder | None:
     from cfban.fail2ban._candidates import PatternFinder
 
     templates = getattr(flt.dates, "templates", None)
-    if not templates:
+    if not templates or flt._multiline:  # several lines match as one: no line on its own
         return None
     cuts = [template_cut(t.regex) for t in templates]
     options: list[list[str]] = []
