@@ -114,6 +114,10 @@ def finders(flt: Filter) -> dict[str, CandidateFinder | None]:
     native = pattern_finder(flt) if not flt._multiline else None
     if native is not None:
         out["native"] = native
+    python = pattern_finder(flt, native=False) if not flt._multiline else None
+    if python is not None:
+        out["python re"] = python
+    out["without re2"] = finder_for(flt, native=False)
     prefilter = flt.prefilter
     if prefilter is not None and prefilter.plain_text_safe:
         for label, group in (("required", prefilter.required), ("any_of", prefilter.any_of)):
@@ -182,7 +186,11 @@ def test_native_finder_is_used_where_installed() -> None:
     if native_available():
         assert pattern_finder(flt) is not None
         assert type(finder_for(flt)).__name__ == "PatternFinder"
-    assert type(finder_for(flt, native=False)).__name__ in ("LiteralFinder", "NoneType")
+    assert type(finder_for(flt, native=False)).__name__ in (
+        "Cheapest",
+        "LiteralFinder",
+        "PatternFinder",
+    )
 
 
 def test_split_chunks_keeps_every_byte_and_cuts_at_line_ends() -> None:

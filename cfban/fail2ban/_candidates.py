@@ -11,6 +11,9 @@ Two kinds, tried in this order by :func:`finder_for`:
 * :class:`LiteralFinder`: the probes of the literal prefilter (``_prefilter``), each found
   with ``bytes.find`` through the chunk.
 
+Without ``google-re2`` the chains without gaps are searched with Python's ``re`` instead, and
+:class:`Cheapest` picks that or the literal finder on the first chunk.
+
 Both only narrow: a candidate line still goes through the whole per-line pipeline (its
 literal prefilter, date, regexes), so results are those of the plain engine.
 """
@@ -28,7 +31,7 @@ from cfban.fail2ban._prefilter import Prefilter
 if TYPE_CHECKING:
     from cfban.fail2ban._matcher import Filter
 
-__all__ = ["CandidateFinder", "LiteralFinder", "PatternFinder", "finder_for"]
+__all__ = ["CandidateFinder", "Cheapest", "LiteralFinder", "PatternFinder", "finder_for"]
 
 _NEWLINE = b"\n"
 #: Bytes a native pattern does not judge the way Python's ``re`` on decoded text would.
@@ -206,10 +209,39 @@ def finder_for(flt: Filter, *, native: bool = True) -> CandidateFinder | None:
     """
     if flt._multiline:
         return None
-    if native:
-        from cfban.fail2ban._fragments import pattern_finder
+    from cfban.fail2ban._fragments import native_available, pattern_finder
 
-        found = pattern_finder(flt)
-        if found is not None:
-            return found
-    return _literal_finder(flt.prefilter)
+    native = native and native_available()
+    chains = pattern_finder(flt, native=native)
+    if native and chains is not None:
+        return chains
+    literal = _literal_finder(flt.prefilter)
+    if chains is None or literal is None:
+        return chains or literal
+    return Cheapest([chains, literal])
+
+
+class Cheapest:
+    """The cheapest of several finders for a filter, chosen on the first chunk (its search
+    time, counting candidates at :data:`CANDIDATE_COST`). Each gives the exact match a
+    superset of the lines that can match, so the choice never changes results."""
+
+    reports_special_lines = False
+
+    def __init__(self, finders: list[CandidateFinder]) -> None:
+        self.finders = finders
+        self.chosen: CandidateFinder | None = None
+
+    def __repr__(self) -> str:
+        return f"Cheapest({self.chosen or self.finders!r})"
+
+    def line_starts(self, chunk: bytes) -> Iterable[int]:
+        if self.chosen is None:
+            sample = chunk[: chunk.rfind(_NEWLINE, 0, TUNING_BYTES) + 1] or chunk
+            costs = []
+            for finder in self.finders:
+                start = time.perf_counter()
+                count = len(list(finder.line_starts(sample)))
+                costs.append(time.perf_counter() - start + count * CANDIDATE_COST)
+            self.chosen = self.finders[costs.index(min(costs))]
+        return self.chosen.line_starts(chunk)

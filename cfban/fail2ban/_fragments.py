@@ -281,40 +281,49 @@ def native_available() -> bool:
     return True
 
 
-def pattern_finder(flt: Filter) -> PatternFinder | None:
-    """A :class:`PatternFinder` for ``flt``'s failregexes, or ``None`` (no native engine, a
-    failregex without a usable chain, or dates the cut rules cannot place)."""
-    try:
-        import re2
-    except ImportError:
-        return None
+def pattern_finder(flt: Filter, *, native: bool = True) -> PatternFinder | None:
+    """A :class:`PatternFinder` for ``flt``'s failregexes, or ``None`` (a failregex without a
+    usable chain, dates the cut rules cannot place, or a multi-line filter).
+
+    With ``google-re2`` (and ``native``) the chains are searched by it. Without, Python's
+    ``re`` searches them, but only chain variants without gaps: ``re`` backtracks, and a
+    gap (``[^\\n]*?``) between parts could make a long line cost quadratic time.
+    """
     from cfban.fail2ban._candidates import PatternFinder
 
     templates = getattr(flt.dates, "templates", None)
     if not templates or flt._multiline:  # several lines match as one: no line on its own
         return None
+    compile_chain = compile_native if native and native_available() else compile_python
     cuts = [template_cut(t.regex) for t in templates]
     options: list[list[str]] = []
     for regex in flt.compiled.failregex:
         pieces = chain_pieces(regex.pattern, cuts)
         found = variants(pieces) if pieces is not None else []
+        if compile_chain is compile_python:
+            found = [text for text in found if _GAP_TEXT not in text]
         if not found:
             return None
         options.append(found)
     try:
         for texts in options:
             for text in texts:
-                re2.compile(text.encode("ascii"))
-    except Exception:  # noqa: BLE001 - any refusal of the native engine: use the fallback
+                compile_chain(text)
+    except Exception:  # noqa: BLE001 - any refusal of the engine: use the fallback
         return None
-    return PatternFinder(options, compile_native)
+    return PatternFinder(options, compile_chain)
 
 
 def compile_native(source: str) -> object:
-    """``source`` compiled by the native engine, for bytes."""
+    """``source`` compiled by the native engine (``google-re2``), for bytes."""
     import re2
 
     return re2.compile(source.encode("ascii"))
+
+
+def compile_python(source: str) -> object:
+    """``source`` compiled by Python's ``re``, for bytes (chains are Python syntax too)."""
+    return re.compile(source.encode("ascii"))
 
 
 def _required_chars(text: str) -> int:
