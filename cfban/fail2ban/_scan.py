@@ -10,7 +10,9 @@ are parsed only if a later line without a date needs "the last date seen" (fail2
 §3.6), newest first, as ``LineMatcher`` does for lines its prefilter rules out.
 
 A chunk is complete lines joined by ``\\n`` (a final ``\\n`` is optional). Multi-line filters
-(``maxlines > 1``) and filters no finder can narrow get every line fed, as before.
+(``maxlines > 1``) and filters no finder can narrow get every line fed, as before. One
+difference in bookkeeping only: ``Filter.stats["truncated"]`` counts the over-long lines
+that were looked at, not those the finder ruled out.
 """
 
 from __future__ import annotations
