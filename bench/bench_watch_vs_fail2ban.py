@@ -52,10 +52,10 @@ SENTINEL_BAD = "198.18.7.2"  # a 400: bad-request, 4xx
 
 def _sentinels() -> bytes:
     stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
-    agent = '"-" "bench"'
+    referer_ua = '"-" "bench"'
     return (
-        f'{SENTINEL_BOT} - - [{stamp}] "GET /wp-login.php HTTP/1.1" 404 153 {agent}\n'
-        f'{SENTINEL_BAD} - - [{stamp}] "\\x16\\x03\\x01" 400 157 {agent}\n'
+        f'{SENTINEL_BOT} - - [{stamp}] "GET /wp-login.php HTTP/1.1" 404 153 {referer_ua}\n'
+        f'{SENTINEL_BAD} - - [{stamp}] "\\x16\\x03\\x01" 400 157 {referer_ua}\n'
     ).encode()
 
 
