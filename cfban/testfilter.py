@@ -30,6 +30,8 @@ from typing import Any, BinaryIO
 
 from cfban.errors import CfbanError, FilterError, LogError
 from cfban.fail2ban import Failure, Filter, LineMatcher, decode_line, load_filter
+from cfban.fail2ban._fragments import compile_native, native_available
+from cfban.fail2ban._matcher import not_log_line
 from cfban.fail2ban._scan import ChunkScanner, split_chunks
 
 log = logging.getLogger(__name__)
@@ -252,17 +254,10 @@ def _not_log_lines(chunk: bytes) -> int:
     return len(_NOT_LOG_LINE.findall(chunk)) + first
 
 
-def _native_search(pattern: bytes) -> Callable[[bytes], object] | None:
-    try:
-        import re2
-    except ImportError:
-        return None
-    search: Callable[[bytes], object] = re2.compile(pattern).search
-    return search
-
-
 #: A line end before a line that may not be a log line (``None``: no native engine).
-_MAYBE_NOT_LOG_LINE = _native_search(rb"\n[\n#\r]")
+_MAYBE_NOT_LOG_LINE: Callable[[bytes], object] | None = (
+    compile_native(r"\n[\n#\r]").search if native_available() else None  # type: ignore[attr-defined]
+)
 
 
 def _count_date_formats(report: FilterReport, flt: Filter, chunk: bytes) -> None:
@@ -270,7 +265,7 @@ def _count_date_formats(report: FilterReport, flt: Filter, chunk: bytes) -> None
     for raw in chunk.split(b"\n", DATE_SAMPLE_LINES)[:DATE_SAMPLE_LINES]:
         if report.date_formats.total() >= DATE_SAMPLE_LINES:
             return
-        if raw and raw[0] != 0x23 and raw != b"\r":
+        if not not_log_line(raw):
             _count_date_format(report, flt, decode_line(raw))
 
 

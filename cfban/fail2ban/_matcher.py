@@ -30,6 +30,7 @@ __all__ = [
     "LineMatcher",
     "SkippedLines",
     "decode_line",
+    "not_log_line",
     "normalize_host",
 ]
 
@@ -178,6 +179,12 @@ class Filter:
         return (line[: found.start], text, line[found.end :]), found.epoch
 
 
+def not_log_line(raw: bytes) -> bool:
+    """Whether ``raw`` is empty, ``\\r`` or a ``#`` comment: not a line of the log for
+    ``fail2ban-regex`` and ``cfban test-filter``, which skip such lines (sample logs)."""
+    return not raw or raw[0] == 0x23 or raw == b"\r"
+
+
 class SkippedLines:
     """Lines of a chunk (``chunk[start:end]``) that a scan ruled out: dates parsed on demand.
 
@@ -201,7 +208,7 @@ class SkippedLines:
         while True:
             cut = chunk.rfind(b"\n", start, end)
             raw = chunk[cut + 1 if cut >= 0 else start : end]
-            if not (skip_comments and (not raw or raw[0] == 0x23 or raw == b"\r")):
+            if not (skip_comments and not_log_line(raw)):
                 yield raw
             if cut < 0:
                 return

@@ -21,13 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cfban.fail2ban._candidates import CandidateFinder, finder_for
-from cfban.fail2ban._matcher import LineMatcher, SkippedLines
+from cfban.fail2ban._matcher import LineMatcher, SkippedLines, not_log_line
 from cfban.fail2ban._model import Failure
 
 __all__ = ["ChunkScanner", "Hit", "SkippedLines", "split_chunks"]
 
 _NEWLINE = b"\n"
-_HASH = 0x23
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ class ChunkScanner:
             if end < 0:
                 end = size
             raw = chunk[start:end]
-            if skip_comments and (not raw or raw[0] == _HASH or raw == b"\r"):
+            if skip_comments and not_log_line(raw):
                 special += 1
                 continue
             if start > done:
@@ -132,7 +131,7 @@ class ChunkScanner:
         offset = 0
         for index, raw in enumerate(lines):
             start, offset = offset, offset + len(raw) + 1
-            if skip_comments and (not raw or raw[0] == _HASH or raw == b"\r"):
+            if skip_comments and not_log_line(raw):
                 self.special += 1
                 continue
             result = feed_raw(raw)
