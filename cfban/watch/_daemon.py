@@ -260,18 +260,16 @@ class Daemon:
             if len(lines) < BATCH_LINES:
                 entry.caught_up = True
             holds: list[Hold] = []
-            for line in lines:
-                self.metrics.lines += 1
-                try:
-                    for jail in entry.jails:
-                        for decided in self.pipeline.process(jail, line.data, live=live):
-                            hold = self._hold(decided.decision)
-                            if hold is not None:
-                                holds.append(hold)
-                                self.metrics.bans[decided.jail] += 1
-                except CfbanError as exc:
-                    self.metrics.bad_lines += 1
-                    log.warning("%s: a line could not be processed: %s", path, exc)
+            self.metrics.lines += len(lines)
+            batch = [line.data for line in lines]
+            # one pass over the batch for all the jails on this file
+            for decided in self.pipeline.process_lines(
+                entry.jails, batch, live=live, source=str(path)
+            ):
+                hold = self._hold(decided.decision)
+                if hold is not None:
+                    holds.append(hold)
+                    self.metrics.bans[decided.jail] += 1
             end = lines[-1].cursor
             queued = self._commit(holds, {str(path): (end.inode, end.offset, end.head)})
             for hold in holds:
