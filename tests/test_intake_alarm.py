@@ -55,7 +55,7 @@ def _breaks_then_recovers(
     wait_until(lambda: cfban_process("--config", str(conf), "health").returncode == 1, timeout=30)
     health = cfban_process("--config", str(conf), "health")
     # a problem waiting will not fix fails at once; any other once a ban waited too long
-    assert ("has waited" in health.stderr or "delivery waits" in health.stderr), health.stderr
+    assert "has waited" in health.stderr or "delivery waits" in health.stderr, health.stderr
     assert kind in health.stderr
     code, stderr = _hook(conf, ADDRESSES[5])
     assert code == 0 and "cfban: warning: delivery to Cloudflare has failed since" in stderr
