@@ -236,13 +236,7 @@ def _gate(
     if pause <= 0 or store.due_count() == 0:
         return True
     report.waiting_for = problem.kind
-    if not wait or (limit is not None and clock.monotonic() + pause >= limit):
-        return False
-    try:
-        clock.sleep(pause)
-    except DeadlineReached:
-        return False
-    return True
+    return wait and _sleep_within(clock, pause, limit)
 
 
 def _pace(
@@ -301,7 +295,11 @@ def _sleep_until_due(store: StateStore, clock: Clock, limit: float | None) -> bo
     due_at = store.next_due()
     if due_at is None:
         return False
-    pause = max(0.0, due_at - clock.now())
+    return _sleep_within(clock, max(0.0, due_at - clock.now()), limit)
+
+
+def _sleep_within(clock: Clock, pause: float, limit: float | None) -> bool:
+    """Sleep ``pause`` seconds unless that passes ``limit``; whether it slept."""
     if limit is not None and clock.monotonic() + pause >= limit:
         return False
     try:

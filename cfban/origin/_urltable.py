@@ -8,11 +8,10 @@ atomically, so a fetch never sees half a list.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from cfban.errors import FirewallError
+from cfban.files import write_atomic
 from cfban.origin._allowlist import AllowList
 
 __all__ = ["DEFAULT_NAME", "render_list", "write_file"]
@@ -32,16 +31,7 @@ def write_file(path: Path, text: str) -> None:
         FirewallError: the file cannot be written.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, text)
     except OSError as exc:
         raise FirewallError(
             f"cannot write {path}: {exc.strerror or exc}",

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfban.errors import StateError
+from cfban.files import write_atomic
 from cfban.realip._netset import Address, Network, NetworkSet
 
 if TYPE_CHECKING:
@@ -191,18 +190,7 @@ def store_ranges(settings: Settings, ranges: CloudflareRanges) -> CloudflareRang
     path = ranges_path(settings)
     text = json.dumps(ranges.to_json(), indent=2) + "\n"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".cloudflare-ranges.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, text)
     except OSError as exc:
         raise StateError(
             f"cannot write the Cloudflare ranges to {path}: {exc.strerror or exc}",
