@@ -15,6 +15,7 @@ Cloudflare, which keeps ``cfban ban`` quick to start.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +29,14 @@ from cfban.rules import Rules
 from cfban.state import BanView, StateStore, later
 from cfban.targets import unban_target
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     import httpx
 
+    from cfban.allowlist import AllowEntry
     from cfban.checks import Check
-    from cfban.cloudflare import Backend, RemoteEntry
+    from cfban.cloudflare import AllowRules, Backend, RemoteEntry
     from cfban.delivery import DeadlineClock, DeliveryReport
 
 __all__ = ["BanResult", "BanService", "SyncReport", "UnbanResult", "unban_target"]
@@ -56,6 +60,7 @@ class BanResult:
     queued: bool
     delivered: bool
     report: DeliveryReport | None
+    action: str = "block"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class UnbanResult:
     removed: bool
     kept: bool
     report: DeliveryReport | None
+    allowed: AllowEntry | None = None
 
 
 @dataclass
@@ -79,6 +85,7 @@ class SyncReport:
     repushed: list[str] = field(default_factory=list)
     remove_remote: list[str] = field(default_factory=list)
     held_elsewhere: list[str] = field(default_factory=list)
+    allowed: list[str] = field(default_factory=list)
     in_sync: int = 0
     delivery: DeliveryReport | None = None
 
@@ -108,6 +115,7 @@ class BanService:
         self._intake: Intake | None = None
         self._rules: Rules | None = None
         self._backend: Backend | None = None
+        self._allow_rules: AllowRules | None = None
         self._deadline_clock: DeadlineClock | None = None
 
     @property
@@ -184,14 +192,46 @@ class BanService:
                 self._on_dry_run()
         return self._backend
 
+    @property
+    def allow_rules(self) -> AllowRules | None:
+        """The shared allowlist at Cloudflare, built on first use (None: a dry run).
+
+        Raises:
+            ConfigError: no account or zone is configured.
+        """
+        if self._allow_rules is None and not self.settings.dry_run:
+            from cfban.cloudflare import make_allow_rules
+
+            self._allow_rules = make_allow_rules(
+                self.settings,
+                clock=self.deadline_clock,
+                state_dir=self.state_dir,
+                transport=self._transport,
+            )
+        return self._allow_rules
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
-        close = getattr(self._backend, "close", None)
-        if callable(close):
-            close()
+        for part in (self._backend, self._allow_rules):
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
         self._backend = None
+        self._allow_rules = None
+
+    def refresh_allowlist(self, *, force: bool = False) -> None:
+        """Read the shared allowlist again when the local copy is stale (see
+        :func:`cfban.allowance.refresh`); a failure is logged and the old copy kept."""
+        from cfban import allowance
+
+        try:
+            allowance.refresh(self, force=force)
+        except CfbanError as exc:
+            if isinstance(exc, StateError):
+                raise
+            log.warning("could not read the shared allowlist, using the last copy: %s", exc)
 
     def __enter__(self) -> BanService:
         return self
@@ -208,6 +248,7 @@ class BanService:
         jail: str | None = None,
         bantime: int | None = None,
         deliver: bool = True,
+        network: bool = False,
     ) -> BanResult:
         """Commit through the one commit path, then try to deliver within the deadline.
 
@@ -218,9 +259,10 @@ class BanService:
             RefusedError: the address must not be banned (or is not an address).
             StateError: the ban could not be committed.
         """
-        hold, _seconds = self.intake.plan(address, jail, bantime)
         if deliver:
             _ = self.backend  # a backend that cannot be built fails before the commit
+            self.refresh_allowlist()
+        hold, _seconds = self.intake.plan(address, jail, bantime, network=network)
         queued = bool(self.intake.commit([hold]))
         report = None
         if deliver:
@@ -229,7 +271,14 @@ class BanService:
             )
         delivered = self.store.state_of(hold.target) == "delivered"
         return BanResult(
-            hold.address, hold.target, hold.jail, hold.expires_at, queued, delivered, report
+            hold.address,
+            hold.target,
+            hold.jail,
+            hold.expires_at,
+            queued,
+            delivered,
+            report,
+            hold.action,
         )
 
     def unban(self, address: str, *, jail: str | None = None, deliver: bool = True) -> UnbanResult:
@@ -246,7 +295,12 @@ class BanService:
             report = self.deliver(deadline=self.settings.cloudflare.deliver_deadline)
         kept = report is not None and target in report.kept
         removed = queued and not kept and self.store.state_of(target) is None
-        return UnbanResult(target, tuple(jails), queued, removed, kept, report)
+        allowed = None
+        if jail is None and deliver:
+            from cfban.allowance import after_manual_unban
+
+            allowed = after_manual_unban(self, target)
+        return UnbanResult(target, tuple(jails), queued, removed, kept, report, allowed)
 
     def list_bans(self) -> list[BanView]:
         """Every target in the local state."""
@@ -329,6 +383,9 @@ class BanService:
         """
         store, now = self.store, self.clock.now()
         report = SyncReport(dry_run=dry_run)
+        from cfban import allowance
+
+        allowed = allowance.refresh(self, force=True) if not dry_run else None
         held = store.held_targets()
         if dry_run:
             report.expired = sorted(
@@ -354,7 +411,9 @@ class BanService:
         for target, expiry in sorted(remote.items()):
             if target in held:
                 continue
-            if expiry is not None and expiry <= now:
+            if allowed is not None and allowed.covering(target, now) is not None:
+                report.allowed.append(target)
+            elif expiry is not None and expiry <= now:
                 report.remove_remote.append(target)
             else:
                 report.held_elsewhere.append(target)
@@ -365,6 +424,8 @@ class BanService:
         for target in report.remove_remote:
             store.forget_remote(target, not_after=now)
         for target in report.held_elsewhere if prune else ():
+            store.forget_remote(target, not_after=None)
+        for target in report.allowed:  # allowed since another host banned it
             store.forget_remote(target, not_after=None)
         report.delivery = self.deliver(deadline=deadline, wait=True)
         return report

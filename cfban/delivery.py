@@ -212,7 +212,7 @@ def _sleep_until_due(store: StateStore, clock: Clock, limit: float | None) -> bo
 def _send_adds(
     store: StateStore, backend: Backend, clock: Clock, jobs: list[AddJob], report: DeliveryReport
 ) -> None:
-    entries = [BanEntry(job.op.target, job.expires_at, job.jails) for job in jobs]
+    entries = [BanEntry(job.op.target, job.expires_at, job.jails, job.action) for job in jobs]
     try:
         refs = backend.add(entries)
     except DeadlineReached:

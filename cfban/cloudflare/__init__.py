@@ -8,9 +8,10 @@ The rest of cfban uses only the names below: :func:`make_backend` builds the con
 from __future__ import annotations
 
 from cfban.cloudflare._access_rules import AccessRulesBackend
+from cfban.cloudflare._allow import AllowRules
 from cfban.cloudflare._answers import RetryLaterError
 from cfban.cloudflare._backend import Backend, BanEntry, DryRunBackend, RemoteEntry
-from cfban.cloudflare._factory import make_backend
+from cfban.cloudflare._factory import make_allow_rules, make_backend
 from cfban.cloudflare._http import CloudflareHttp, Envelope, NotFoundError
 from cfban.cloudflare._limiter import HostRateLimiter
 from cfban.cloudflare._lists import ListBackend
@@ -18,6 +19,7 @@ from cfban.cloudflare._marker import Marker, format_marker, parse_marker
 
 __all__ = [
     "AccessRulesBackend",
+    "AllowRules",
     "Backend",
     "BanEntry",
     "CloudflareHttp",
@@ -30,6 +32,7 @@ __all__ = [
     "RemoteEntry",
     "RetryLaterError",
     "format_marker",
+    "make_allow_rules",
     "make_backend",
     "parse_marker",
 ]
