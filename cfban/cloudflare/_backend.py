@@ -150,7 +150,14 @@ class DryRunBackend:
 
     def list_owned(self) -> list[RemoteEntry]:
         return [
-            RemoteEntry(e.target, f"dry-run:{e.target}", e.expires_at, e.jails, "dry-run", e.action)
+            RemoteEntry(
+                e.target,
+                f"dry-run:{e.target}",
+                e.expires_at,
+                e.jails,
+                "dry-run",
+                e.action or "block",
+            )  # fmt: skip
             for e in self._entries.values()
         ]
 
