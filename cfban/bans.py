@@ -440,6 +440,13 @@ class BanService:
 
     def check(self) -> list[Check]:
         """Checks of the configuration, the state, the logs and the backend."""
-        from cfban.checks import run_checks
+        from cfban.checks import Check, run_checks
 
-        return run_checks(self.settings, lambda: self.store, lambda: self.backend)
+        checks = run_checks(self.settings, lambda: self.store, lambda: self.backend)
+        try:
+            rules = self.allow_rules
+        except CfbanError as exc:
+            return [*checks, Check("shared allowlist", False, str(exc))]
+        if rules is not None:
+            checks.append(Check(*rules.check()))
+        return checks

@@ -77,7 +77,7 @@ class CloudflareSettings(_Model):
     mode: Action = "block"
     #: Custom lists the account's plan allows (Free: 1). With one list, the list backend
     #: keeps blocks in it and puts challenges into IP Access Rules.
-    max_lists: int = Field(default=10, ge=1)
+    max_lists: int = Field(default=1, ge=1)
     #: How long a manual ``cfban unban`` keeps the address on the shared allowlist, so that
     #: no host sharing the account bans it again meanwhile; 0 turns that off.
     unban_allow: Duration = Field(default=3600, ge=0)

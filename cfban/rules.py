@@ -102,7 +102,7 @@ class Rules:
     allowlist_refresh: float = 300.0
     #: Custom lists the plan allows: with one, the list backend keeps ``default_action``
     #: bans in it and puts the others into IP Access Rules (see :meth:`mechanism`).
-    max_lists: int = 10
+    max_lists: int = 1
 
     def mechanism(self, action: str) -> str:
         """Where a ban with ``action`` goes: ``list`` or ``access-rules``."""

@@ -17,6 +17,7 @@ rules after it, the block among them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from cfban.cloudflare._backend import Backend, BanEntry, RemoteEntry
 
@@ -68,8 +69,12 @@ class RoutedBackend:
 
     def list_owned(self) -> list[RemoteEntry]:
         found: list[RemoteEntry] = []
+        lists = {id(b): action for action, b in self._routes.items() if b.name == "list"}
         for backend in self._backends:
-            found.extend(backend.list_owned())
+            action = lists.get(id(backend))
+            for entry in backend.list_owned():
+                # a list's custom rule decides what its items do
+                found.append(entry if action is None else replace(entry, action=action))
         return found
 
     def setup(self) -> list[str]:
