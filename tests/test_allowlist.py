@@ -160,3 +160,43 @@ def test_cli_allow_disallow_allowed(tmp_path: Path, cf_server: ServedEmulator) -
     assert run_cfban(env, "allowed").stdout == "0 allowed\n"
     bad = run_cfban(env, "allow", IP, "--for", "soon")
     assert bad.returncode != 0
+
+
+def test_b_daemon_refuses_while_allowed_and_bans_after(
+    tmp_path: Path, cf_server: ServedEmulator
+) -> None:
+    import time
+
+    from cfban.config import load_settings
+    from cfban.watch import Daemon, WatchOptions
+    from tests.support.logs import PROBE, log_date
+
+    emu = cf_server.emulator
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "access.log"
+    conf = tmp_path / "b.toml"
+    conf.write_text(
+        f'state_dir = "{tmp_path / "b"}"\n[realip]\nallow_test_nets = true\n'
+        f'[cloudflare]\nzone_id = "{emu.zone_id}"\naccount_id = "{emu.account_id}"\n'
+        f'[jails.probes]\nfilter = "nginx-probes"\nlogpath = ["{log}"]\nmaxretry = 2\n'
+        'findtime = "10m"\nbantime = "1h"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(conf, env=cf_server.env())
+    host_a = cfban_env(tmp_path, cf_server, state="a")
+    allowed = run_cfban(host_a, "allow", IP, "--for", "3s")
+    assert allowed.returncode == 0, allowed.stderr
+    lapses = time.time() + 3
+    log.write_text(PROBE.format(ip=IP, date=log_date()) * 2)
+    daemon = Daemon(settings, WatchOptions(poll=0.05, exit_idle=0.3, from_start=True))
+    daemon.run()
+    assert daemon.stats.refused["allowlist"] == 1  # the jail decided, the allowlist refused
+    assert bans_at_cloudflare(emu) == {}
+    time.sleep(max(0.0, lapses - time.time()) + 0.2)
+    with log.open("a") as handle:
+        handle.write(PROBE.format(ip=IP, date=log_date()) * 2)
+    again = Daemon(settings, WatchOptions(poll=0.05, exit_idle=0.3, from_start=True))
+    again.run()
+    assert again.metrics.bans["probes"] == 1
+    assert bans_at_cloudflare(emu) == {IP: "block"}

@@ -174,6 +174,7 @@ class Daemon:
         watcher: Watcher | None = None
         self._intake = self._make_intake(service)
         try:
+            service.refresh_allowlist()  # before the first line is read
             cursors = service.store.cursors()
             self._attach_files({path: Cursor(*stored) for path, stored in cursors.items()})
             watcher = Watcher({p.parent for j in self.jails for p in map(Path, j.logpaths)})
@@ -305,7 +306,7 @@ class Daemon:
 
     def _deliver_loop(self) -> None:
         service = self._factory(self.settings)
-        next_allowlist = 0.0
+        next_allowlist = self.clock.monotonic() + ALLOWLIST_CHECK  # run() read it at start
         try:
             while True:
                 stopping = self._stop.is_set()
