@@ -339,9 +339,10 @@ def test_public_names() -> None:
     import cfban.cloudflare
 
     assert sorted(cfban.cloudflare.__all__) == [
-        "AccessRulesBackend", "Backend", "BanEntry", "CloudflareHttp", "DryRunBackend",
-        "Envelope", "HostRateLimiter", "ListBackend", "Marker", "NotFoundError", "RemoteEntry",
-        "RetryLaterError", "format_marker", "make_backend", "parse_marker",
+        "AccessRulesBackend", "AllowRules", "Backend", "BanEntry", "CloudflareHttp",
+        "DryRunBackend", "Envelope", "HostRateLimiter", "ListBackend", "Marker", "NotFoundError",
+        "RemoteEntry", "RetryLaterError", "format_marker", "make_allow_rules", "make_backend",
+        "parse_marker",
     ]  # fmt: skip
     assert all(hasattr(cfban.cloudflare, name) for name in cfban.cloudflare.__all__)
 
