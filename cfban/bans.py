@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,7 @@ from cfban.config import Settings
 from cfban.errors import CfbanError, StateError
 from cfban.intake.commit import Intake
 from cfban.rules import Rules
-from cfban.state import BanView, StateStore, later
+from cfban.state import BanView, StateStore
 from cfban.targets import unban_target
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,9 @@ if TYPE_CHECKING:
     from cfban.checks import Check
     from cfban.cloudflare import AllowRules, Backend, RemoteEntry
     from cfban.delivery import DeadlineClock, DeliveryReport
+    from cfban.syncing import SyncReport
 
-__all__ = ["BanResult", "BanService", "SyncReport", "UnbanResult", "unban_target"]
+__all__ = ["BanResult", "BanService", "UnbanResult", "unban_target"]
 
 # The list backend writes a whole batch in one bulk operation that takes about a second to
 # complete, whatever its size; batches of the default 100 made a burst of 1,000 bans wait
@@ -74,20 +75,6 @@ class UnbanResult:
     kept: bool
     report: DeliveryReport | None
     allowed: AllowEntry | None = None
-
-
-@dataclass
-class SyncReport:
-    """What ``sync`` found and did (or, with ``dry_run``, would do)."""
-
-    dry_run: bool
-    expired: list[str] = field(default_factory=list)
-    repushed: list[str] = field(default_factory=list)
-    remove_remote: list[str] = field(default_factory=list)
-    held_elsewhere: list[str] = field(default_factory=list)
-    allowed: list[str] = field(default_factory=list)
-    in_sync: int = 0
-    delivery: DeliveryReport | None = None
 
 
 class BanService:
@@ -372,63 +359,15 @@ class BanService:
     def sync(
         self, *, dry_run: bool = False, prune: bool = False, deadline: float | None = None
     ) -> SyncReport:
-        """Reconcile the state with Cloudflare: expire ended holds, push what is missing or
-        shorter there, remove cfban entries whose expiry has passed; never touch entries
-        cfban did not make. Entries this host does not hold are kept (another host may hold
-        them) unless ``prune``: then they go too (one host, or a lost state).
+        """Reconcile the state with Cloudflare (see :func:`cfban.syncing.sync`).
 
         Raises:
             CloudflareError: the remote entries could not be listed.
             StateError: the state database failed.
         """
-        store, now = self.store, self.clock.now()
-        report = SyncReport(dry_run=dry_run)
-        from cfban import allowance
+        from cfban.syncing import sync
 
-        allowed = allowance.refresh(self, force=True) if not dry_run else None
-        held = store.held_targets()
-        if dry_run:
-            report.expired = sorted(
-                t for t, w in held.items() if w.expires_at is not None and w.expires_at <= now
-            )
-            held = {t: w for t, w in held.items() if t not in report.expired}
-        else:
-            report.expired = store.expire()
-            held = store.held_targets()
-        remote: dict[str, float | None] = {}
-        refs: dict[str, str] = {}
-        for entry in self.backend.list_owned():
-            seen = entry.target in remote
-            remote[entry.target] = (
-                later(remote[entry.target], entry.expires_at) if seen else entry.expires_at
-            )
-            refs[entry.target] = entry.ref
-        for target, want in held.items():
-            if target not in remote or later(remote[target], want.expires_at) != remote[target]:
-                report.repushed.append(target)
-            else:
-                report.in_sync += 1
-        for target, expiry in sorted(remote.items()):
-            if target in held:
-                continue
-            if allowed is not None and allowed.covering(target, now) is not None:
-                report.allowed.append(target)
-            elif expiry is not None and expiry <= now:
-                report.remove_remote.append(target)
-            else:
-                report.held_elsewhere.append(target)
-        if dry_run:
-            return report
-        store.set_refs({t: ref for t, ref in refs.items() if t in held})
-        store.requeue(report.repushed)
-        for target in report.remove_remote:
-            store.forget_remote(target, not_after=now)
-        for target in report.held_elsewhere if prune else ():
-            store.forget_remote(target, not_after=None)
-        for target in report.allowed:  # allowed since another host banned it
-            store.forget_remote(target, not_after=None)
-        report.delivery = self.deliver(deadline=deadline, wait=True)
-        return report
+        return sync(self, dry_run=dry_run, prune=prune, deadline=deadline)
 
     def setup(self) -> list[str]:
         """Create what the backend needs at Cloudflare; return what was done.
