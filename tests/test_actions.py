@@ -125,3 +125,41 @@ def test_setup_and_check_cover_every_list_and_rule_and_touch_nothing_else(
     ]
     theirs = [r for r in emu.custom_rules() if r["expression"] == "(ip.src eq 203.0.113.97)"]
     assert [(r["action"], r["description"]) for r in theirs] == [("block", "someone else's")]
+
+
+def test_holds_made_before_actions_existed_are_blocks(tmp_path: Path) -> None:
+    from cfban.state import MIGRATIONS, Database, StateStore, migrate
+
+    clock = FakeClock()
+    db = Database.open(tmp_path)
+    migrate(db, clock, MIGRATIONS[:3])  # a state written by the version before actions
+    with db.write() as conn:
+        conn.execute(
+            "INSERT INTO holders (target, jail, address, banned_at, expires_at) "
+            "VALUES ('198.51.100.7', 'sshd', '198.51.100.7', 0, NULL)"
+        )
+        conn.execute("INSERT INTO bans (target, state, updated_at) VALUES ('198.51.100.7', "
+                     "'delivered', 0)")  # fmt: skip
+    db.close()
+    with StateStore.open(tmp_path, clock) as store:
+        [view] = store.bans()
+        assert view.action == "block"
+        assert store.held_targets()["198.51.100.7"].action == "block"
+
+
+def test_markers_carry_the_action() -> None:
+    from cfban.cloudflare import Marker, format_marker
+
+    old = "cfban v1 exp=1767225600 jails=sshd (until 2026-01-01T00:00:00Z)"
+    assert parse_marker(old) == Marker(1767225600.0, ("sshd",), "block")
+    challenge = Marker(1767225600.0, ("web",), "managed_challenge")
+    text = format_marker(challenge)
+    assert text == (
+        "cfban v1 exp=1767225600 jails=web act=managed_challenge (until 2026-01-01T00:00:00Z)"
+    )
+    assert parse_marker(text) == challenge
+    assert format_marker(Marker(None, ("ssh",))) == "cfban v1 exp=never jails=ssh (permanent)"
+    merged = challenge.merged(Marker(1.0, ("ssh",), "block"))
+    assert (merged.action, merged.jails) == ("block", ("ssh", "web"))
+    assert not challenge.covers(Marker(1.0, ("web",), "block"))
+    assert Marker(None, ("web",), "block").covers(challenge)
