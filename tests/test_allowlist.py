@@ -200,3 +200,37 @@ def test_b_daemon_refuses_while_allowed_and_bans_after(
     again.run()
     assert again.metrics.bans["probes"] == 1
     assert bans_at_cloudflare(emu) == {IP: "block"}
+
+
+def test_the_hook_fast_path_applies_the_action_and_the_allowlist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from cfban.allowlist import save
+    from cfban.intake import hook
+    from tests.support.intake import clean_env
+
+    config = tmp_path / "cfban.toml"
+    config.write_text(
+        '[realip]\nallow_test_nets = true\n[jails.web]\nfilter = "nginx-probes"\n'
+        'action = "managed_challenge"\n',
+        encoding="utf-8",
+    )
+    env = clean_env()
+    env.update(CFBAN_CONFIG=str(config), CFBAN_STATE_DIR=str(tmp_path / "s"))
+    full = subprocess.run([sys.executable, "-m", "cfban", "list"], env=env, timeout=60,
+                          capture_output=True, text=True)  # fmt: skip
+    assert full.returncode == 0, full.stderr  # the full command wrote the rules snapshot
+    for key in ("CFBAN_CONFIG", "CFBAN_STATE_DIR"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.setattr(hook, "ensure_deliverer", lambda *args: True)  # no background run
+    assert hook.fast_path(["ban", IP, "--jail", "web", "--background"]) == 0
+    assert "(jail web, until " in capsys.readouterr().out
+    assert hook.fast_path(["ban", "198.51.100.8", "--jail", "web", "--background"]) == 0
+    assert ", managed_challenge): queued" in capsys.readouterr().out
+    save(tmp_path / "s", [AllowEntry("198.51.100.0/24", time.time() + 60)], time.time())
+    assert hook.fast_path(["ban", "198.51.100.9", "--jail", "web", "--background"]) == 1
+    assert "it is on the shared allowlist" in capsys.readouterr().err
