@@ -56,7 +56,12 @@ def refresh(service: BanService, *, force: bool = False) -> AllowList:
     current = allowlist.load(state_dir)
     rules = _rules(service)
     if rules is not None and (force or now - current.read_at >= service.rules.allowlist_refresh):
-        entries = rules.prune(rules.entries(), now)
+        try:
+            entries = rules.prune(rules.entries(), now)
+        except CfbanError:
+            # keep the copy, but do not ask again before the next refresh is due
+            allowlist.save(state_dir, current.entries, now)
+            raise
         current = allowlist.save(state_dir, entries, now)
     release_covered(service, current)
     return current
