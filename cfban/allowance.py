@@ -93,8 +93,9 @@ def allow(
     target = unban_target(text, service.rules.ipv6_prefix)
     now = service.clock.now()
     expires = None if seconds is None else now + seconds
-    released = service.intake.unban(target, None)
-    lifted = bool(released.jails) or released.queued
+    had_ban = service.store.state_of(target) is not None
+    released = service.intake.unban(target, None)  # forced: whichever host holds it
+    lifted = had_ban or bool(released.jails)
     if deliver and released.queued:
         service.deliver(deadline=service.settings.cloudflare.deliver_deadline)
     rules = _rules(service)

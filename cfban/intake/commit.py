@@ -103,17 +103,18 @@ class Intake:
         """
         rules = self.rules
         name = jail or MANUAL_JAIL
-        if network and "/" in address:
+        is_range = network and "/" in address
+        if is_range:
             mechanism = rules.mechanism(rules.jail(jail).action)
             target = range_target(address, rules.ipv6_prefix, mechanism)
         else:
             target = ban_target(address, rules.ipv6_prefix)
-        self.guard(jail).check(target.target if network else target.address)
+        self.guard(jail).check(target.target if is_range else target.address)
         now = self._now()
         self._check_allowed(target, now)
         history = self.earlier_bans(target.target, name)
         action = rules.action(jail, history)
-        if network and "/" in target.target:
+        if is_range and "/" in target.target:
             range_target(target.target, rules.ipv6_prefix, rules.mechanism(action))
         seconds = rules.bantime(jail, bantime, history, now)
         begin = now if start is None else start
