@@ -163,3 +163,12 @@ def test_markers_carry_the_action() -> None:
     assert (merged.action, merged.jails) == ("block", ("ssh", "web"))
     assert not challenge.covers(Marker(1.0, ("web",), "block"))
     assert Marker(None, ("web",), "block").covers(challenge)
+
+
+def test_one_list_for_a_challenge_mode_reports_its_action(tmp_path: Path) -> None:
+    emu = Emulator(clock=FakeClock())
+    cf = {"mode": "managed_challenge"}
+    with host(tmp_path, emu, "a", "list", cloudflare=cf, jails={}) as a:
+        assert a.ban(IP).delivered
+        assert bans_at_cloudflare(emu) == {IP: "list cfban: managed_challenge"}
+        assert [e.action for e in a.list_remote()] == ["managed_challenge"]

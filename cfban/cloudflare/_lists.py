@@ -268,7 +268,7 @@ class ListBackend:
         self._zones_ready.clear()
 
     def _add(self, entries: Sequence[BanEntry]) -> dict[str, str]:
-        merged = merge_entries(entries)
+        merged = merge_entries(entries, self._rule.action)
         if not merged:
             return {}
         ip_list, _ = self._ensure(create=True)
@@ -358,8 +358,15 @@ class ListBackend:
                 target = canonical(item.ip or "")
             except ValueError:
                 continue
-            owned.append(
-                RemoteEntry(target, item.id, marker.expires_at, marker.jails, self._account)
+            owned.append(  # the list's custom rule decides what its items do
+                RemoteEntry(
+                    target,
+                    item.id,
+                    marker.expires_at,
+                    marker.jails,
+                    self._account,
+                    self._rule.action,
+                )  # fmt: skip
             )
         return owned
 
