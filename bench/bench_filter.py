@@ -1,24 +1,26 @@
 """How fast cfban's filter engine reads a log, next to fail2ban's own ``fail2ban-regex``.
 
-Generates the benchmark log if it is missing (``gen_access_log.py``: 1,000,000 lines of
-nginx ``combined`` format, about 2 % attacks), then runs, on the same file:
+Generates the benchmark logs if they are missing (``gen_access_log.py``: 1,000,000 lines of
+nginx ``combined`` format, about 2 % attacks; ``gen_error_log.py``: 1,000,000 lines of nginx
+error log, about 6 % of them what the error-log filters look for), then runs every bundled
+filter and every Debian stock nginx filter (``/etc/fail2ban/filter.d/nginx-*.conf``) over the
+log it is made for, each as a whole process on the same file:
 
-* cfban in-process: ``cfban.testfilter`` (load the filter, feed every line);
-* cfban end to end: the ``cfban test-filter FILTER LOG --json`` command;
-* ``fail2ban-regex LOG FILTER`` (Debian's, ``/usr/bin/fail2ban-regex``);
+* ``cfban test-filter FILTER LOG --json``
+* ``fail2ban-regex LOG FILTER`` (Debian's, ``/usr/bin/fail2ban-regex``)
 
-each with Debian's stock ``/etc/fail2ban/filter.d/nginx-botsearch.conf`` and with cfban's
-bundled ``nginx-botsearch``, and prints lines per second side by side with the ratio and
-both match counts. The goal is cfban at least 10 times faster with identical counts.
-Rates are per CPU second of the process doing the work (user + system), so that other load
-on a shared machine does not skew the ratio; wall-clock times are printed too.
+and prints, per filter, lines per CPU second and per wall-clock second of each, the ratio
+(per CPU second: what the engine costs, whatever else runs on a shared machine; wall in
+parentheses), both match counts (they must be equal), then the median ratio.
 
-    python bench/bench_filter.py                  # the whole comparison
-    python bench/bench_filter.py --lines 100000   # a smaller log
-    python bench/bench_filter.py --profile        # also: where cfban's time goes
+    python bench/bench_filter.py                       # the whole table (a few minutes)
+    python bench/bench_filter.py --reference-lines 200000   # fail2ban-regex on 200k lines
+    python bench/bench_filter.py --only nginx-botsearch --no-fail2ban
+    python bench/bench_filter.py --profile             # also: where cfban's time goes
 
-Not a test: it takes a few minutes on 2 cores (fail2ban-regex needs about 20 s per million
-lines). Exit status 1 when the match counts differ.
+With ``--reference-lines N`` both tools also run on the first N lines (identical counts are
+checked there) and fail2ban-regex's rate is taken from that run. Exit status 1 when match
+counts differ. Not a test.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import pstats
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -39,7 +43,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-STOCK_FILTER = Path("/etc/fail2ban/filter.d/nginx-botsearch.conf")
+STOCK_DIR = Path("/etc/fail2ban/filter.d")
+STOCK_FILTER = STOCK_DIR / "nginx-botsearch.conf"
+ACCESS_FILTERS = ["nginx-4xx", "nginx-bad-request", "nginx-botsearch", "nginx-probes"]
+ERROR_FILTERS = ["nginx-botsearch", "nginx-forbidden", "nginx-http-auth", "nginx-limit-req"]
+#: Stock nginx filters that read the access log (the others read the error log).
+STOCK_ACCESS = {"nginx-bad-request", "nginx-botsearch"}
+#: Stock nginx filters that also have a failregex for the error log.
+STOCK_ERROR_TOO = {"nginx-botsearch"}
 FAIL2BAN_REGEX = "/usr/bin/fail2ban-regex"
 _LINES_RE = re.compile(r"^Lines: (\d+) lines, (\d+) ignored, (\d+) matched", re.M)
 
@@ -54,6 +65,7 @@ class Run:
     matched: int
     seconds: float
     cpu: float
+    ignored: int = 0
 
     @property
     def rate(self) -> float:
@@ -66,14 +78,23 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def ensure_log(path: Path, lines: int) -> None:
+def ensure_log(path: Path, lines: int, generator: str = "gen_access_log.py") -> None:
     if path.exists():
         return
     print(f"generating {path} ({lines} lines) ...", file=sys.stderr)
     subprocess.run(
-        [sys.executable, str(HERE / "gen_access_log.py"), "-n", str(lines), "-o", str(path)],
-        check=True,
+        [sys.executable, str(HERE / generator), "-n", str(lines), "-o", str(path)], check=True
     )
+
+
+def head_of(log: Path, lines: int) -> Path:
+    """A file with the first ``lines`` lines of ``log`` (made once, next to it)."""
+    path = log.with_name(f"{log.stem}.head{lines}{log.suffix}")
+    if not path.exists():
+        with log.open("rb") as source, path.open("wb") as out:
+            for _, raw in zip(range(lines), source, strict=False):
+                out.write(raw)
+    return path
 
 
 def run_in_process(log: Path, spec: str) -> Run:
@@ -102,7 +123,7 @@ def run_command(log: Path, spec: str) -> Run:
     seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
     report = json.loads(out.stdout)
     lines, matched = report["lines"], report["matched"]
-    return Run("cfban test-filter --json", spec, lines, matched, seconds, cpu)
+    return Run("cfban test-filter --json", spec, lines, matched, seconds, cpu, report["ignored"])
 
 
 def run_fail2ban(log: Path, spec: str) -> Run | None:
@@ -116,8 +137,8 @@ def run_fail2ban(log: Path, spec: str) -> Run | None:
     found = _LINES_RE.search(out.stdout)
     if found is None:
         raise RuntimeError(f"unexpected fail2ban-regex output:\n{out.stdout[-2000:]}")
-    lines, matched = int(found.group(1)), int(found.group(3))
-    return Run("fail2ban-regex", spec, lines, matched, seconds, cpu)
+    lines, ignored, matched = int(found.group(1)), int(found.group(2)), int(found.group(3))
+    return Run("fail2ban-regex", spec, lines, matched, seconds, cpu, ignored)
 
 
 def profile(log: Path, spec: str, top: int = 25) -> str:
@@ -132,51 +153,83 @@ def profile(log: Path, spec: str, top: int = 25) -> str:
     return text.getvalue()
 
 
+def _name(spec: str) -> str:
+    return ("Debian " if spec.startswith(str(STOCK_DIR)) else "cfban ") + Path(spec).stem
+
+
+def rows(access: Path, error: Path, only: list[str] | None) -> list[tuple[str, Path]]:
+    """(filter file, log) for every bundled filter and every stock nginx filter."""
+    pairs = [(str(ROOT / "filters" / f"{name}.conf"), access) for name in ACCESS_FILTERS]
+    pairs += [(str(ROOT / "filters" / f"{name}.conf"), error) for name in ERROR_FILTERS]
+    for path in sorted(STOCK_DIR.glob("nginx-*.conf")):
+        if path.stem in STOCK_ACCESS:
+            pairs.append((str(path), access))
+        if path.stem not in STOCK_ACCESS or path.stem in STOCK_ERROR_TOO:
+            pairs.append((str(path), error))
+    if only:
+        pairs = [(spec, log) for spec, log in pairs if Path(spec).stem in only]
+    return pairs
+
+
+def _log_path(kind: str, lines: int) -> Path:
+    suffix = f"{lines // 1_000_000}M" if lines % 1_000_000 == 0 else str(lines)
+    return HERE / "out" / f"{kind}-{suffix}.log"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
-    parser.add_argument("--log", type=Path, default=None, help="use this log instead")
+    parser.add_argument("--reference-lines", type=int, default=0, help="fail2ban-regex on N")
     parser.add_argument("--no-fail2ban", action="store_true", help="skip fail2ban-regex")
+    parser.add_argument("--only", nargs="*", help="filter names (stem) to run")
     parser.add_argument("--profile", action="store_true", help="profile cfban (in-process)")
     args = parser.parse_args(argv)
-    log = args.log
-    if log is None:
-        suffix = f"{args.lines // 1_000_000}M" if args.lines % 1_000_000 == 0 else str(args.lines)
-        log = HERE / "out" / f"access-{suffix}.log"
-        ensure_log(log, args.lines)
-    expected_file = Path(f"{log}.expected.json")
-    expected = json.loads(expected_file.read_text()) if expected_file.exists() else {}
-
-    specs = [str(ROOT / "filters" / "nginx-botsearch.conf")]
-    if STOCK_FILTER.exists():
-        specs.insert(0, str(STOCK_FILTER))
+    access, error = _log_path("access", args.lines), _log_path("error", args.lines)
+    ensure_log(access, args.lines)
+    ensure_log(error, args.lines, "gen_error_log.py")
     failed = False
-    print(f"log: {log} ({log.stat().st_size / 1e6:.0f} MB)")
-    if expected:
-        print(f"generator: {expected.get('botsearch')} bot-search lines built in")
-    for spec in specs:
-        label = "Debian stock" if spec == str(STOCK_FILTER) else "cfban bundled"
-        print(f"\nnginx-botsearch, {label}: {spec}")
-        runs = [run_in_process(log, spec), run_command(log, spec)]
-        reference = None if args.no_fail2ban else run_fail2ban(log, spec)
+    ratios: list[float] = []
+    print(f"logs: {access} ({access.stat().st_size / 1e6:.0f} MB), "
+          f"{error} ({error.stat().st_size / 1e6:.0f} MB)")  # fmt: skip
+    print(f"{'filter':<26} {'log':<6} {'cfban lines/CPU-s':>18} {'(wall)':>11} "
+          f"{'fail2ban-regex':>15} {'(wall)':>9} {'ratio CPU':>9} {'(wall)':>7}  "
+          "matched cfban / fail2ban")  # fmt: skip
+    for spec, log in rows(access, error, args.only):
+        mine = run_command(log, spec)
+        reference = None
+        checked = mine
+        if not args.no_fail2ban:
+            if args.reference_lines:
+                head = head_of(log, args.reference_lines)
+                reference, checked = run_fail2ban(head, spec), run_command(head, spec)
+            else:
+                reference = run_fail2ban(log, spec)
+        kind = "access" if log == access else "error"
+        line = (
+            f"{_name(spec):<26} {kind:<6} {mine.rate:>18,.0f} {mine.lines / mine.seconds:>11,.0f}"
+        )
         if reference is not None:
-            runs.append(reference)
-        for run in runs:
-            ratio = f"{run.rate / reference.rate:5.1f}x" if reference else "     "
-            print(
-                f"  {run.tool:<26} {run.lines:>9} lines {run.seconds:7.2f} s wall "
-                f"{run.cpu:7.2f} s CPU {run.rate:>10,.0f} lines/CPU-s  {ratio}  "
-                f"matched {run.matched}"
+            ratio = mine.rate / reference.rate
+            wall = (mine.lines / mine.seconds) / (reference.lines / reference.seconds)
+            ratios.append(ratio)
+            same = (checked.matched, checked.ignored) == (reference.matched, reference.ignored)
+            failed = failed or not same
+            line += (
+                f" {reference.rate:>15,.0f} {reference.lines / reference.seconds:>9,.0f}"
+                f" {ratio:>8.1f}x {wall:>6.1f}x  {checked.matched} / {reference.matched}"
+                + ("" if same else "  COUNTS DIFFER")
             )
-        counts = {run.matched for run in runs}
-        if expected.get("botsearch") is not None:
-            counts.add(int(expected["botsearch"]))
-        if len(counts) != 1:
-            failed = True
-            print(f"  MATCH COUNTS DIFFER: {sorted(counts)}")
+        else:
+            line += f"  matched {mine.matched}"
+        print(line, flush=True)
+    if ratios:
+        print(f"median ratio (per CPU second): {statistics.median(ratios):.1f}x  "
+              f"lowest {min(ratios):.1f}x; goal >= 10x on every filter, median >= 20x")  # fmt: skip
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if args.profile:
-        print(f"\nprofile of cfban in-process, {specs[-1]}:")
-        print(profile(log, specs[-1]))
+        spec = str(STOCK_FILTER)
+        print(f"\nprofile of cfban in-process, {spec}:")
+        print(profile(access, spec))
     return 1 if failed else 0
 
 

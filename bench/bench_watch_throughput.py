@@ -54,11 +54,29 @@ def _api(use_emulator: bool) -> Iterator[dict[str, str]]:
         }
 
 
+def _cpu_since(before: resource.struct_rusage) -> float:
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return now.ru_utime + now.ru_stime - before.ru_utime - before.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--log", type=Path, default=DEFAULT_LOG)
     parser.add_argument("--emulator", action="store_true", help="deliver to the emulator")
+    parser.add_argument(
+        "--filters",
+        default="nginx-probes,nginx-botsearch",
+        help="comma-separated filters, one jail each, all on the log (default: %(default)s)",
+    )
     args = parser.parse_args()
+    print(json.dumps(run(args.log, args.filters.split(","), emulator=args.emulator)))
+
+
+def run(
+    log: Path, filters: list[str], *, emulator: bool = False, findtime: str = "10m"
+) -> dict[str, float]:
+    """Run the daemon over ``log`` with one jail per filter; print and return the figures."""
+    args = argparse.Namespace(log=log, emulator=emulator)
     if not args.log.exists():
         subprocess.run(
             [sys.executable, str(ROOT / "bench" / "gen_access_log.py"), "-o", str(args.log)],
@@ -72,10 +90,11 @@ def main() -> None:
         (root / "cfban.toml").write_text(
             f'state_dir = "{root / "state"}"\n'
             "[cloudflare]\nrequests_per_window = 1000000\n"
-            f'[jails.probes]\nfilter = "nginx-probes"\nlogpath = ["{args.log}"]\n'
-            'maxretry = 3\nfindtime = "10m"\nbantime = "30d"\n'
-            f'[jails.botsearch]\nfilter = "nginx-botsearch"\nlogpath = ["{args.log}"]\n'
-            'maxretry = 3\nfindtime = "10m"\nbantime = "30d"\n',
+            + "".join(
+                f'[jails.j{n}]\nfilter = "{spec}"\nlogpath = ["{args.log}"]\n'
+                f'maxretry = 3\nfindtime = "{findtime}"\nbantime = "30d"\n'
+                for n, spec in enumerate(filters)
+            ),
             encoding="utf-8",
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("CFBAN_")}
@@ -84,6 +103,7 @@ def main() -> None:
         command = [sys.executable, "-m", "cfban", "watch", "--from-start"]
         command += ["--exit-idle", str(EXIT_IDLE), "--poll", "0.2"]
         started = time.monotonic()
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         daemon = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -100,7 +120,7 @@ def main() -> None:
         daemon.wait()
         ended = time.monotonic()
         reader.join(timeout=10)
-        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = _cpu_since(cpu_before)
         status = json.loads((root / "state" / "status.json").read_text())
 
     metrics = status["metrics"]
@@ -111,13 +131,21 @@ def main() -> None:
     print(f"  lines read     : {metrics['lines']:,}   failures {metrics['failures']}   "
           f"bans {metrics['bans']}")  # fmt: skip
     print(f"  start-up       : {ready - started:6.2f} s")
-    print(f"  reading        : {busy:6.2f} s wall, {cpu.ru_utime + cpu.ru_stime:6.2f} s CPU "
+    print(f"  reading        : {busy:6.2f} s wall, {cpu:6.2f} s CPU "
           "(whole run)")  # fmt: skip
-    cpu_s = cpu.ru_utime + cpu.ru_stime
+    cpu_s = cpu
     print(f"  sustained rate : {metrics['lines'] / busy:10,.0f} lines/s (wall)   {REFERENCE}")
     print(f"  per CPU second : {metrics['lines'] / cpu_s:10,.0f} lines/s (whole run, start-up "
           "included; the figure that does not depend on other load)")  # fmt: skip
     print(f"  load average   : {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    return {
+        "lines": metrics["lines"],
+        "wall": busy,
+        "cpu": cpu_s,
+        "rate_wall": metrics["lines"] / busy,
+        "rate_cpu": metrics["lines"] / cpu_s,
+        "failures": sum(metrics["failures"].values()),
+    }
 
 
 if __name__ == "__main__":

@@ -42,10 +42,10 @@ if TYPE_CHECKING:
 
 __all__ = ["BanResult", "BanService", "UnbanResult", "unban_target"]
 
-# The list backend writes a whole batch in one bulk operation that takes about a second to
-# complete, whatever its size; batches of the default 100 made a burst of 1,000 bans wait
-# for ten such rounds. Its request cap is 1,000 items.
-LIST_BATCH = 1000
+# The list backend writes a whole batch in one bulk operation whose cost does not depend on
+# its size, so a round takes everything queued, up to what one request may carry
+# (cfban.cloudflare's MAX_ITEMS_PER_REQUEST).
+LIST_BATCH = 10_000
 
 Writer = Callable[[str], None]
 
@@ -350,10 +350,11 @@ class BanService:
         if failure is None:
             self.store.record_delivery(error=None, kind=None, fix=None, by=self._recorder)
             return
-        hint = failure.hint if isinstance(failure, CfbanError) else None
-        message = failure.message if isinstance(failure, CfbanError) else str(failure)
+        from cfban.cloudflare import classify
+
+        problem = classify(failure)
         self.store.record_delivery(
-            error=message, kind=type(failure).__name__, fix=hint, by=self._recorder
+            error=problem.message, kind=problem.kind, fix=problem.fix, by=self._recorder
         )
 
     def sync(

@@ -48,6 +48,10 @@ def run_checks(
         checks.extend(Check(*item) for item in backend().check())
     except CfbanError as exc:
         checks.append(Check("cloudflare", False, str(exc)))
+    from cfban.cloudflare import cloudflare_checks, cloudflare_status  # problem, fill, budget
+
+    figures = cloudflare_status(settings, settings.resolved_state_dir)
+    checks.extend(Check(*item) for item in cloudflare_checks(figures))
     return checks
 
 

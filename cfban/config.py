@@ -1,5 +1,8 @@
 """Configuration: a TOML file plus environment variables, validated once, then frozen.
 
+Budget and delivery settings (``[cloudflare] budget_share``, ``list_writes_per_window``,
+``on_full``, and the ``[notify]`` webhook) are explained in ``docs/cloudflare-budget.md``.
+
 Where the file is: ``--config PATH``, else ``$CFBAN_CONFIG``, else ``/etc/cfban/cfban.toml``.
 A missing default file is not an error: cfban then runs on its embedded defaults, which is a
 dry run (no token, so no Cloudflare call is made). Relative paths in the file (``state_dir``,
@@ -84,8 +87,15 @@ class CloudflareSettings(_Model):
     #: How old the local copy of the shared allowlist may get before it is read again.
     allowlist_refresh: Duration = Field(default=300, ge=1)
     ipv6_prefix: int = Field(default=64, ge=32, le=128)
+    # Cloudflare's account-wide budget; cfban keeps to ``budget_share`` of it so the
+    # dashboard and the user's other tools are never locked out by cfban.
     requests_per_window: int = Field(default=1200, ge=1)
     window_seconds: Duration = 300
+    budget_share: float = Field(default=0.5, gt=0, le=1)
+    # The Lists API's own budget of item-modifying requests (30,000 per 12 h).
+    list_writes_per_window: int = Field(default=30_000, ge=1)
+    list_writes_window: Duration = 43_200
+    on_full: Literal["evict", "spill", "hold"] = "evict"
     timeout: float = Field(default=10.0, gt=0)
     deliver_deadline: float = Field(default=3.0, ge=0)
     #: ``cfban health`` fails when a queued operation has waited longer than this.
@@ -96,6 +106,22 @@ class CloudflareSettings(_Model):
         """Every configured zone id, ``zone_id`` first."""
         zones = [self.zone_id] if self.zone_id else []
         return zones + [z for z in self.zone_ids if z not in zones]
+
+
+class NotifySettings(_Model):
+    """The ``[notify]`` table: one JSON POST when delivery stalls, when the list passes
+    90 % and when either recovers."""
+
+    webhook_url: str | None = None
+    timeout: float = Field(default=5.0, gt=0)
+    attempts: int = Field(default=5, ge=1, le=20)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("webhook_url must be an http:// or https:// URL")
+        return value
 
 
 class RealIpSettings(_Model):
@@ -172,6 +198,7 @@ class Settings(_Model):
     log_format: Literal["text", "json"] = "text"
     cloudflare: CloudflareSettings = Field(default_factory=CloudflareSettings)
     realip: RealIpSettings = Field(default_factory=RealIpSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     jails: dict[str, JailSettings] = Field(default_factory=dict)
     origin: OriginSettings = Field(default_factory=OriginSettings)
     recidive: RecidiveSettings = Field(default_factory=RecidiveSettings)

@@ -20,6 +20,14 @@ hold that ended by now may go, and an entry someone holds beyond now stays.
 Only one process delivers at a time (the delivery lock of :mod:`cfban.intake.lock`); another
 one waits for it briefly, then leaves its operations queued for the holder of the lock (which
 keeps draining until nothing is due) and returns.
+
+A failure is classified (:func:`cfban.cloudflare.classify`) and recorded in the delivery
+problem record (:mod:`cfban.cloudflare._stall`); while that record says to wait, no round
+calls Cloudflare, however many new bans arrive: a revoked token, a deleted list or a full
+list costs a few requests a minute, not one per ban. The first failure of a persistent kind
+and the first success after it each send one ``[notify]`` webhook POST. A backend may ask for
+a pause between writes (``pace()``, the list backend) so bans arriving close together share
+one write, and may learn entry ids while idle (``settle()``).
 """
 
 from __future__ import annotations
@@ -29,8 +37,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cfban import notify
 from cfban.clock import Clock
-from cfban.cloudflare import Backend, BanEntry
+from cfban.cloudflare import (
+    Backend,
+    BanEntry,
+    classify,
+    clear_problem,
+    read_problem,
+    record_problem,
+)
 from cfban.errors import AuthError, CfbanError, CloudflareError, ConfigError
 from cfban.intake.lock import delivery_lock
 from cfban.state import DRY_RUN_PREFIX, AddJob, OutboxOp, StateStore
@@ -100,6 +116,8 @@ class DeliveryReport:
     #: The last error a backend call raised in this round (its class names the kind).
     failure: CfbanError | None = None
     queued: dict[str, int] = field(default_factory=dict)
+    #: the kind of problem delivery waits out (see cfban.cloudflare._problems), if any
+    waiting_for: str | None = None
 
     @property
     def queue_depth(self) -> int:
@@ -142,7 +160,9 @@ def deliver(
     try:
         with lock:
             _prepare(store, backend, report)
-            _drain(store, backend, clock, limit, batch_size, first, wait, progress, report)
+            _drain(
+                store, backend, clock, state_dir, limit, batch_size, first, wait, progress, report
+            )
     finally:
         if isinstance(clock, DeadlineClock):
             clock.deadline_at = None
@@ -162,6 +182,7 @@ def _drain(
     store: StateStore,
     backend: Backend,
     clock: Clock,
+    state_dir: Path,
     limit: float | None,
     batch_size: int,
     first: Sequence[str],
@@ -173,16 +194,21 @@ def _drain(
         if limit is not None and clock.monotonic() >= limit:
             report.deadline_reached = store.due_count() > 0
             return
+        if not _gate(store, clock, state_dir, limit, wait, report):
+            return
+        _pace(store, backend, clock, limit, batch_size)
         jobs = store.take_adds(batch_size, first)
         first = ()
         if jobs:
-            _send_adds(store, backend, clock, jobs, report)
+            _send_adds(store, backend, clock, state_dir, jobs, report)
         else:
             removes = store.take_removes(batch_size)
             if removes:
-                _send_removes(store, backend, clock, removes, report)
+                _send_removes(store, backend, clock, state_dir, removes, report)
             elif not (wait and _sleep_until_due(store, clock, limit)):
+                _settle(store, backend, report, done=wait)
                 return
+        _requeue_if_replaced(store, backend)
         if report.deadline_reached:
             return
         if progress is not None:
@@ -191,6 +217,82 @@ def _drain(
                 f"added {len(report.added)}, removed {len(report.removed)}, "
                 f"{depth['add'] + depth['remove']} queued"
             )
+
+
+def _gate(
+    store: StateStore,
+    clock: Clock,
+    state_dir: Path,
+    limit: float | None,
+    wait: bool,
+    report: DeliveryReport,
+) -> bool:
+    """False while the problem record says not to call Cloudflare yet (and ``wait`` does not
+    ask to sleep it out within the deadline)."""
+    problem = read_problem(state_dir)
+    if problem is None:
+        return True
+    pause = problem.retry_at - clock.now()
+    if pause <= 0 or store.due_count() == 0:
+        return True
+    report.waiting_for = problem.kind
+    if not wait or (limit is not None and clock.monotonic() + pause >= limit):
+        return False
+    try:
+        clock.sleep(pause)
+    except DeadlineReached:
+        return False
+    return True
+
+
+def _pace(
+    store: StateStore, backend: Backend, clock: Clock, limit: float | None, batch_size: int
+) -> None:
+    """Let a backend that writes in rounds (the list backend) gather what arrives in the next
+    moment, unless a full batch is already due."""
+    pace = getattr(backend, "pace", None)
+    if not callable(pace):
+        return
+    due = store.due_count("add")
+    if due == 0 or due >= batch_size:
+        return
+    pause = float(pace())
+    if pause <= 0:
+        return
+    if limit is not None:
+        pause = min(pause, max(0.0, limit - clock.monotonic() - 0.05))
+    try:
+        clock.sleep(pause)
+    except DeadlineReached:
+        pass
+
+
+def _requeue_if_replaced(store: StateStore, backend: Backend) -> None:
+    """The backend found what it writes to deleted and made it again (the list backend):
+    every ban it held is gone at Cloudflare, so queue each held one again."""
+    take = getattr(backend, "take_list_replaced", None)
+    if callable(take) and take():
+        count = store.requeue(list(store.held_targets()))
+        log.warning("Cloudflare lost every ban with the deleted list: queued %d again", count)
+
+
+def _settle(store: StateStore, backend: Backend, report: DeliveryReport, *, done: bool) -> None:
+    """Nothing is due: let a backend do its idle work (the list backend reads the list at
+    start-up and learns entry ids lazily) and record the ids it learnt. ``done``: the round
+    drained everything and ends now (no later idle moment in this process)."""
+    settle = getattr(backend, "settle", None)
+    if not callable(settle):
+        return
+    try:
+        refs = settle(done=done)
+    except DeadlineReached:
+        report.deadline_reached = True
+        return
+    except CfbanError as exc:
+        log.info("could not learn the ids of new list items yet: %s", exc)
+        return
+    if refs:
+        store.set_refs(refs)
 
 
 def _sleep_until_due(store: StateStore, clock: Clock, limit: float | None) -> bool:
@@ -210,7 +312,12 @@ def _sleep_until_due(store: StateStore, clock: Clock, limit: float | None) -> bo
 
 
 def _send_adds(
-    store: StateStore, backend: Backend, clock: Clock, jobs: list[AddJob], report: DeliveryReport
+    store: StateStore,
+    backend: Backend,
+    clock: Clock,
+    state_dir: Path,
+    jobs: list[AddJob],
+    report: DeliveryReport,
 ) -> None:
     entries = [BanEntry(job.op.target, job.expires_at, job.jails, job.action) for job in jobs]
     try:
@@ -220,8 +327,9 @@ def _send_adds(
         store.postpone([job.op for job in jobs], clock.now(), "interrupted by the deadline")
         return
     except CfbanError as exc:
-        _failed(store, clock, [job.op for job in jobs], exc, report)
+        _failed(store, clock, state_dir, [job.op for job in jobs], exc, report)
         return
+    _recovered(state_dir, clock)
     refused = store.added(jobs, refs, backend.name)
     report.refused.extend(refused)
     report.added.extend(job.op.target for job in jobs if job.op.target in refs)
@@ -231,6 +339,7 @@ def _send_removes(
     store: StateStore,
     backend: Backend,
     clock: Clock,
+    state_dir: Path,
     ops: list[OutboxOp],
     report: DeliveryReport,
 ) -> None:
@@ -252,16 +361,26 @@ def _send_removes(
             store.postpone(group, clock.now(), "interrupted by the deadline")
             continue
         except CfbanError as exc:
-            _failed(store, clock, group, exc, report)
+            _failed(store, clock, state_dir, group, exc, report)
             continue
+        _recovered(state_dir, clock)
         store.removed(group)
         for op in group:
             (report.removed if op.target in removed else report.kept).append(op.target)
 
 
+def _recovered(state_dir: Path, clock: Clock) -> None:
+    """A call went through: the problem, if one was recorded, is over."""
+    before = clear_problem(state_dir)
+    if before is not None:
+        log.info("delivery works again (after %s since %.0f)", before.kind, before.since)
+        notify.end(state_dir, "stalled", clock.now(), {"kind": before.kind})
+
+
 def _failed(
     store: StateStore,
     clock: Clock,
+    state_dir: Path,
     ops: Sequence[OutboxOp],
     exc: CfbanError,
     report: DeliveryReport,
@@ -269,7 +388,15 @@ def _failed(
     hint = getattr(exc, "retry_after", None)
     retry_after = float(hint) if isinstance(hint, int | float) else None
     attempts = max(op.attempts for op in ops) + 1  # the claim raised it in the database
-    until = clock.now() + backoff(attempts, retry_after)
+    now = clock.now()
+    problem = classify(exc)
+    record, new = record_problem(state_dir, problem, now, retry_after)
+    report.waiting_for = record.kind
+    until = max(now + backoff(attempts, retry_after), record.retry_at)
+    if new and record.persistent:
+        details = {"kind": record.kind, "message": record.message, "fix": record.fix}
+        condition = "list_fill" if record.kind == "list_full" else "stalled"
+        notify.start(state_dir, condition, now, {**details, "queued": sum(store.depth().values())})
     store.postpone(ops, until, str(exc))
     report.failed += len(ops)
     report.failure = exc

@@ -1,4 +1,5 @@
-"""The ``cfban`` console script: the hook's fast path first, else the full command line."""
+"""The ``cfban`` console script: the hook's and ``test-filter --json``'s fast paths first,
+else the full command line."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ def main() -> None:
     from cfban.intake.hook import fast_path
 
     code = fast_path(sys.argv[1:])
+    if code is None and sys.argv[1:2] == ["test-filter"]:
+        from cfban.testfilter import json_fast_path
+
+        code = json_fast_path(sys.argv[2:])
     if code is not None:
         sys.exit(code)
     from cfban.cli import main as cli_main

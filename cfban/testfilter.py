@@ -15,16 +15,24 @@ annotated sample logs can be read as they are); line numbers are those of the fi
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import logging
+import mmap
+import os
+import re
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cfban.errors import FilterError, LogError
+from cfban.errors import CfbanError, FilterError, LogError
 from cfban.fail2ban import Failure, Filter, LineMatcher, decode_line, load_filter
+from cfban.fail2ban._fragments import compile_native, native_available
+from cfban.fail2ban._matcher import not_log_line
+from cfban.fail2ban._scan import ChunkScanner, split_chunks
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +40,7 @@ log = logging.getLogger(__name__)
 SAMPLE_LINES = 10
 #: How many lines the date-format statistics look at.
 DATE_SAMPLE_LINES = 1000
-_CHUNK = 1 << 20
+_CHUNK = 1 << 22
 _CONFIG_SUFFIXES = (".conf", ".local")
 
 
@@ -151,6 +159,31 @@ def _open_log(log_path: str) -> tuple[BinaryIO, str]:
         raise LogError(f"cannot read log file {log_path}: {exc.strerror}") from None
 
 
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    """Chunks of complete lines of ``stream``: a regular file is mapped (one copy less)."""
+    try:
+        size = os.fstat(stream.fileno()).st_size if stream.seekable() else 0
+    except (OSError, ValueError, io.UnsupportedOperation):
+        size = 0
+    if size == 0 or stream.tell() != 0:
+        yield from split_chunks(iter(lambda: stream.read(_CHUNK), b""))
+        return
+    with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        start = 0
+        while start < size:
+            limit = start + _CHUNK
+            if limit >= size:
+                end = size
+            else:
+                end = mapped.rfind(b"\n", start, limit) + 1
+                if end <= start:  # no line end in a whole chunk: one very long line
+                    cut = mapped.find(b"\n", limit)
+                    end = size if cut < 0 else cut + 1
+            yield mapped[start:end]
+            start = end
+    stream.seek(size)
+
+
 def _without_ignoreregex(flt: Filter) -> Filter | None:
     """A twin of ``flt`` with no ignoreregex (tells "ignored" from "missed"), if it has any."""
     if not flt.definition.ignoreregex:
@@ -175,29 +208,25 @@ def run_filter(flt: Filter, stream: BinaryIO, *, source: str = "<log>") -> Filte
         regex_hits=[0] * len(definition.failregex),
     )
     matcher = LineMatcher(flt)
+    scanner = ChunkScanner(matcher, skip_comments=True)
     twin = _without_ignoreregex(flt)
-    feed_raw = matcher.feed_raw
-    number = 0
+    base = 0  # lines in the chunks before this one
     tested = 0
     try:
-        for raw in iter_log_lines(stream):
-            number += 1
-            if not raw or raw[0] == 0x23 or raw == b"\r":  # empty, or a "#" comment
-                continue
-            tested += 1
-            if tested <= DATE_SAMPLE_LINES:
-                _count_date_format(report, flt, decode_line(raw))
-            result = feed_raw(raw)
-            if result is None:
-                continue  # ruled out by the prefilter: the ignoreregex-free twin cannot match
-            line, failures = result
-            if failures:
-                report.matched += 1
-                for failure in failures:
-                    _add(report, number, line, failure)
-                continue
-            if twin is not None and twin.match(line) is not None:
-                report.ignored += 1
+        for chunk in _chunks(stream):
+            if report.date_formats.total() < DATE_SAMPLE_LINES:
+                _count_date_formats(report, flt, chunk)
+            for hit in scanner.scan(chunk):
+                number = base + hit.index + 1
+                if hit.failures:
+                    report.matched += 1
+                    for failure in hit.failures:
+                        _add(report, number, hit.text, failure)
+                elif twin is not None and twin.match(hit.text) is not None:
+                    report.ignored += 1
+            base += scanner.lines
+            special = scanner.special if scanner.counts_special else _not_log_lines(chunk)
+            tested += scanner.lines - special
     except OSError as exc:
         raise LogError(f"cannot read {source}: {exc.strerror or exc}") from None
     report.lines = tested
@@ -211,6 +240,33 @@ def _add(report: FilterReport, number: int, line: str, failure: Failure) -> None
         report.regex_hits[failure.regex_index] += 1
     if len(report.sample_lines) < SAMPLE_LINES:
         report.sample_lines.append((number, line))
+
+
+#: A line end followed by a line that is not a log line: a comment, empty, or just "\r".
+_NOT_LOG_LINE = re.compile(rb"\n(?=[#\n]|\r(?:\n|\Z))")
+
+
+def _not_log_lines(chunk: bytes) -> int:
+    """How many lines of ``chunk`` are empty or ``#`` comments (not lines of the log)."""
+    first = chunk[:1] in (b"#", b"\n") or chunk[:2] == b"\r\n" or chunk == b"\r"
+    if _MAYBE_NOT_LOG_LINE is not None and _MAYBE_NOT_LOG_LINE(chunk) is None:
+        return int(first)  # the usual case, found three times faster by the native engine
+    return len(_NOT_LOG_LINE.findall(chunk)) + first
+
+
+#: A line end before a line that may not be a log line (``None``: no native engine).
+_MAYBE_NOT_LOG_LINE: Callable[[bytes], object] | None = (
+    compile_native(r"\n[\n#\r]").search if native_available() else None  # type: ignore[attr-defined]
+)
+
+
+def _count_date_formats(report: FilterReport, flt: Filter, chunk: bytes) -> None:
+    """Count the date formats of the first :data:`DATE_SAMPLE_LINES` lines of the log."""
+    for raw in chunk.split(b"\n", DATE_SAMPLE_LINES)[:DATE_SAMPLE_LINES]:
+        if report.date_formats.total() >= DATE_SAMPLE_LINES:
+            return
+        if not not_log_line(raw):
+            _count_date_format(report, flt, decode_line(raw))
 
 
 def _count_date_format(report: FilterReport, flt: Filter, line: str) -> None:
@@ -238,3 +294,21 @@ def scan_log(spec: str, log_path: str) -> FilterReport:
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+
+
+def json_fast_path(args: list[str]) -> int | None:
+    """``cfban test-filter FILTER LOG --json`` without building the command line (its
+    imports cost a tenth of a second): the exit code, or ``None`` to let the full command
+    line run (other arguments, or an error, which it then reports as usual)."""
+    if len(args) != 3 or args.count("--json") != 1:
+        return None
+    spec, log_path = (arg for arg in args if arg != "--json")
+    if any(arg.startswith("-") and arg != "-" for arg in (spec, log_path)):
+        return None
+    try:
+        report = scan_log(spec, log_path)
+    except CfbanError:
+        return None  # the full command line reports it, with its exit code
+    sys.stdout.write(json.dumps(report.to_json(), separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+    return 0

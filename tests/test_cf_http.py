@@ -340,9 +340,11 @@ def test_public_names() -> None:
 
     assert sorted(cfban.cloudflare.__all__) == [
         "AccessRulesBackend", "AllowRules", "Backend", "BanEntry", "CloudflareHttp",
-        "DryRunBackend", "Envelope", "HostRateLimiter", "ListBackend", "Marker", "NotFoundError",
-        "RemoteEntry", "RetryLaterError", "format_marker", "make_allow_rules", "make_backend",
-        "parse_marker",
+        "DryRunBackend", "Envelope", "HostRateLimiter", "KINDS", "ListBackend", "ListFullError",
+        "Marker", "NotFoundError", "PERSISTENT", "Problem", "RemoteEntry", "RetryLaterError",
+        "StallRecord", "classify", "clear_problem", "cloudflare_checks", "cloudflare_lines",
+        "cloudflare_status", "format_marker", "make_allow_rules", "make_backend", "parse_marker",
+        "read_problem", "record_problem", "request_counts",
     ]  # fmt: skip
     assert all(hasattr(cfban.cloudflare, name) for name in cfban.cloudflare.__all__)
 

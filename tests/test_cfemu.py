@@ -177,13 +177,33 @@ def test_access_rule_create_get_patch_delete(api: httpx.Client, cf_emulator: Emu
     assert rule["mode"] == "block" and "block" in rule["allowed_modes"] and len(rule["id"]) == 32
     path = f"{zone_rules(cf_emulator)}/{rule['id']}"
     assert result(api.get(path))["notes"] == "cfban: sshd"
-    patched = result(api.patch(path, json={"mode": "managed_challenge", "notes": "n2"}))
+    same = {"target": "ip", "value": "198.51.100.4"}
+    patched = result(
+        api.patch(path, json={"mode": "managed_challenge", "configuration": same, "notes": "n2"})
+    )
     assert (patched["mode"], patched["notes"]) == ("managed_challenge", "n2")
     assert result(api.request("DELETE", path, json={"cascade": "none"})) == {"id": rule["id"]}
     assert error(api.delete(path), 404, 10001)["message"] == "firewallaccessrules.api.not_found"
     other = result(add_rule(api, cf_emulator, "198.51.100.5"))
     assert result(api.delete(f"{zone_rules(cf_emulator)}/{other['id']}")) == {"id": other["id"]}
     assert cf_emulator.access_rules() == []
+
+
+def test_access_rule_patch_needs_the_unchanged_configuration(
+    api: httpx.Client, cf_emulator: Emulator
+) -> None:
+    rule = result(add_rule(api, cf_emulator, "198.51.100.4", notes="n1"))
+    path = f"{zone_rules(cf_emulator)}/{rule['id']}"
+    missing = error(api.patch(path, json={"mode": "block", "notes": "n2"}), 400, 10014)
+    assert "mode and configuration are required" in missing["message"]
+    changed = {"target": "ip", "value": "198.51.100.5"}
+    body = {"mode": "block", "configuration": changed, "notes": "n2"}
+    refused = error(api.patch(path, json=body), 400, 10014)
+    assert refused["message"].startswith("firewallaccessrules.api.validation_error:")
+    assert "configuration cannot be changed" in refused["message"]
+    assert result(api.get(path))["notes"] == "n1"  # nothing changed
+    cf_emulator.options.patch_requires_configuration = False
+    assert result(api.patch(path, json={"notes": "n3"}))["notes"] == "n3"
 
 
 def test_access_rule_duplicate(api: httpx.Client, cf_emulator: Emulator) -> None:

@@ -54,7 +54,9 @@ def _breaks_then_recovers(
     assert kind in shown and "last error:" in shown and "oldest queued" in shown
     wait_until(lambda: cfban_process("--config", str(conf), "health").returncode == 1, timeout=30)
     health = cfban_process("--config", str(conf), "health")
-    assert "has waited" in health.stderr and kind in health.stderr
+    # a problem waiting will not fix fails at once; any other once a ban waited too long
+    assert "has waited" in health.stderr or "delivery waits" in health.stderr, health.stderr
+    assert kind in health.stderr
     code, stderr = _hook(conf, ADDRESSES[5])
     assert code == 0 and "cfban: warning: delivery to Cloudflare has failed since" in stderr
     assert kind in stderr
@@ -87,7 +89,7 @@ def test_a_revoked_token_is_seen_then_fixed(tmp_path: Path, served: tuple[Emulat
     def delivered() -> set[str]:
         return {rule.value for rule in emulator.state.access_rules.values()}
 
-    _breaks_then_recovers(conf, delivered, revoke("disabled"), revoke("active"), "AuthError")
+    _breaks_then_recovers(conf, delivered, revoke("disabled"), revoke("active"), "token_invalid")
 
 
 @pytest.mark.timeout(180)
@@ -113,4 +115,4 @@ def test_a_deleted_list_is_seen_then_fixed(tmp_path: Path, served: tuple[Emulato
         }
 
     # the bans that were in the deleted list come back with `cfban sync`, the queued ones too
-    _breaks_then_recovers(conf, delivered, delete, emulator.faults.clear, "Error", "sync")
+    _breaks_then_recovers(conf, delivered, delete, emulator.faults.clear, "unreachable", "sync")

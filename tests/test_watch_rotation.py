@@ -26,7 +26,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -130,15 +130,18 @@ def test_no_line_lost_or_counted_twice_under_rotation(tmp_path: Path, kind: str)
     writer = Writer(log)
     daemon = Daemon(settings, WatchOptions(poll=0.05))
     seen: list[int] = []
-    process = daemon.pipeline.process
+    process = daemon.pipeline.process_lines
 
-    def recording(jail: JailRuntime, raw: bytes, *, live: bool) -> list[Decided]:
-        found = NUMBER.search(raw.decode())
-        assert found is not None, raw
-        seen.append(int(found.group(1)))
-        return process(jail, raw, live=live)
+    def recording(
+        jails: Sequence[JailRuntime], lines: Sequence[bytes], *, live: bool, source: str
+    ) -> list[Decided]:
+        for raw in lines:
+            found = NUMBER.search(raw.decode())
+            assert found is not None, raw
+            seen.append(int(found.group(1)))
+        return process(jails, lines, live=live, source=source)
 
-    daemon.pipeline.process = recording  # type: ignore[method-assign]
+    daemon.pipeline.process_lines = recording  # type: ignore[method-assign]
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     try:

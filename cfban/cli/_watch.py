@@ -96,13 +96,19 @@ def watch(
 def _status(ctx: typer.Context) -> tuple[Status, float]:
     """The status now and the configured ``max_queue_age``."""
     from cfban.clock import SystemClock
+    from cfban.cloudflare import cloudflare_status
     from cfban.state import StateStore
     from cfban.watch import gather
 
     settings = app_context(ctx).settings
     clock = SystemClock()
     with StateStore.open(settings.resolved_state_dir, clock) as store:
-        found = gather(settings.resolved_state_dir, store, clock.now())
+        found = gather(
+            settings.resolved_state_dir,
+            store,
+            clock.now(),
+            cloudflare_status(settings, settings.resolved_state_dir, clock),
+        )
     return found, float(settings.cloudflare.max_queue_age)
 
 
@@ -139,6 +145,10 @@ def status(
         typer.echo(f"last error: {delivery.kind}: {delivery.last_error}")
         if delivery.fix:
             typer.echo(f"fix: {delivery.fix}")
+    from cfban.cloudflare import cloudflare_lines  # problem, list fill, budget
+
+    for line in cloudflare_lines(found.cloudflare):
+        typer.echo(line)
     oldest = found.oldest_age
     typer.echo(
         f"queue: {found.queued.get('add', 0)} to add, {found.queued.get('remove', 0)} to "

@@ -167,7 +167,16 @@ class AccessRulesBackend:
             self._http.request(
                 "PATCH",
                 f"{self._base}/{existing.id}",
-                json_body={"mode": wanted.action, "notes": format_marker(wanted)},
+                # Cloudflare's schema requires mode and configuration on every update; the
+                # configuration must be the rule's own, unchanged.
+                json_body={
+                    "mode": wanted.action,
+                    "configuration": {
+                        "target": existing.configuration.target,
+                        "value": existing.configuration.value,
+                    },
+                    "notes": format_marker(wanted),
+                },
                 permission=self._edit,
             )
         return existing.id
@@ -301,6 +310,11 @@ class AccessRulesBackend:
             )
         )
         path = f"{self._base}/{NO_SUCH_ID}"
-        ok, detail = probe_write(self._http, "PATCH", path, {"notes": PREFIX}, self._edit)
+        body = {
+            "mode": self.mode,
+            "configuration": {"target": "ip", "value": "192.0.2.1"},
+            "notes": PREFIX,
+        }
+        ok, detail = probe_write(self._http, "PATCH", path, body, self._edit)
         checks.append(("permission to ban", ok, detail))
         return checks

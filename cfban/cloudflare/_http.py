@@ -38,6 +38,7 @@ from pydantic import SecretStr
 from cfban import __version__
 from cfban.clock import Clock
 from cfban.cloudflare._answers import Envelope, Failure, NotFoundError, classify
+from cfban.cloudflare._stats import record_request
 from cfban.config import Settings
 from cfban.errors import AuthError, TransportError
 
@@ -158,6 +159,10 @@ class CloudflareHttp:
             failure = self._attempt(method, path, params, json_body, permission, idempotent)
             if isinstance(failure, Envelope):
                 return failure
+            if failure.error.status == 429 and failure.retry_after:
+                pause = getattr(self._budget, "pause", None)
+                if callable(pause):
+                    pause(failure.retry_after)  # every cfban process on the host waits
             if not failure.retryable or attempt >= self._max_attempts:
                 raise failure.error
             if failure.retry_after is not None:
@@ -191,6 +196,7 @@ class CloudflareHttp:
                 json=json_body,
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            record_request(method, path, None)
             return Failure(
                 TransportError(
                     f"cannot connect to the Cloudflare API for {where}: {exc}",
@@ -199,6 +205,7 @@ class CloudflareHttp:
                 retryable=True,
             )
         except httpx.TimeoutException:
+            record_request(method, path, None)
             return Failure(
                 TransportError(
                     f"Cloudflare did not answer {where} in time",
@@ -207,11 +214,13 @@ class CloudflareHttp:
                 retryable=idempotent,
             )
         except httpx.HTTPError as exc:
+            record_request(method, path, None)
             return Failure(
                 TransportError(f"network error during {where}: {type(exc).__name__}: {exc}"),
                 retryable=idempotent,
             )
         log.debug("%s -> %d", where, response.status_code)
+        record_request(method, path, response.status_code)
         return classify(response, where, path, permission, idempotent, self._clock.now())
 
     def iter_pages(

@@ -10,6 +10,11 @@ more than ``limit`` requests into any window of ``window`` seconds.
 :meth:`HostRateLimiter.acquire` records one request, waiting on the injected clock until the
 oldest logged request leaves the window when the budget is spent; ``on_wait`` hears about
 each wait so callers can show progress.
+
+When Cloudflare answers 429 (code 971) anyway, it blocks the whole account for a while: one
+process calls :meth:`HostRateLimiter.pause` with the ``Retry-After`` it got, which writes the
+end of the pause into ``<budget file>.pause``, and every process's next ``acquire`` waits for
+it (or, with ``max_wait``, gives up at once) instead of spending requests on more 429s.
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ class HostRateLimiter:
         """
         waited = 0.0
         while True:
-            wait = self._try_take()
+            wait = self.paused_for() or self._try_take()
             if wait <= 0:
                 self.waited += waited
                 return waited
@@ -87,6 +92,43 @@ class HostRateLimiter:
             )
             self._clock.sleep(wait)
             waited += wait
+
+    @property
+    def pause_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".pause")
+
+    def pause(self, seconds: float) -> None:
+        """Hold every process's requests for ``seconds`` (Cloudflare said so: a 429).
+
+        Raises:
+            StateError: the pause file cannot be written.
+        """
+        until = self._clock.now() + max(0.0, seconds)
+        try:
+            current = float(self.pause_path.read_text(encoding="ascii") or 0)
+        except (OSError, ValueError):
+            current = 0.0
+        if until <= current:
+            return
+        tmp = self.pause_path.with_name(f"{self.pause_path.name}.{os.getpid()}")
+        try:
+            tmp.write_text(repr(until), encoding="ascii")
+            os.replace(tmp, self.pause_path)
+        except OSError as exc:
+            raise StateError(f"cannot write {self.pause_path}: {exc.strerror}") from None
+        log.warning("Cloudflare asked for a pause: no request from this host for %.0f s", seconds)
+
+    def paused_for(self) -> float:
+        """Seconds left of a pause Cloudflare asked for (0 when none)."""
+        try:
+            until = float(self.pause_path.read_text(encoding="ascii") or 0)
+        except (OSError, ValueError):
+            return 0.0
+        return max(0.0, until - self._clock.now())
+
+    def left(self) -> int:
+        """Requests still allowed within the current window."""
+        return max(0, self.limit - self.used())
 
     def used(self) -> int:
         """How many requests the log holds within the current window."""

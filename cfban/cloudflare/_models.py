@@ -41,6 +41,7 @@ class IpList(_Api):
     kind: str
     num_items: int = 0
     description: str | None = None
+    modified_on: str | None = None
 
 
 class ListItem(_Api):
@@ -53,6 +54,7 @@ class BulkOperation(_Api):
     id: str = ""
     status: str
     error: str | None = None
+    completed: str | None = None
 
 
 class RulesetRule(_Api):

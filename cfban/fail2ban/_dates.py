@@ -148,6 +148,7 @@ class DateDetector:
         self._parsed: dict[tuple[object, ...], float | DateFields | None] = {}
         self._matches: dict[tuple[int, int, str], DateMatch] = {}
         self._hours: dict[int, float] = {}
+        self._minutes: dict[tuple[int, str, str], object] = {}
         self._last = len(self.templates) - 1
         try:
             self._plan: _SearchPlan | None = _SearchPlan(self.templates)
@@ -207,6 +208,11 @@ class DateDetector:
             known = self._matches.get(span_key)
             if known is not None:
                 return known
+            parsed = self._same_minute(index, found, start, end)
+            if parsed is not _UNSEEN:
+                result = DateMatch(start, end, parsed)  # type: ignore[arg-type]
+                self._remember(self._matches, span_key, result)
+                return result
         key = (index, found.group(1)) if text_key else (index, found.groups())
         parsed = self._parsed.get(key, _UNSEEN)
         if parsed is _UNSEEN:
@@ -239,8 +245,35 @@ class DateDetector:
                 scale = 1e6 if len(value) >= 16 and "." not in value else 1e3
                 return float(value) / scale
             return float(value)
+        return self._parse_groups(found.groupdict())
+
+    def _same_minute(self, index: int, found: re.Match[str], start: int, end: int) -> object:
+        """The epoch of a date whose text alone decides it, from its minute's epoch plus its
+        seconds (``%S``, 00-59): within a minute the epoch grows with the seconds, so a log
+        costs one parse per minute. ``_UNSEEN`` when that does not apply (no ``%S``, or the
+        epoch depends on "now")."""
         try:
-            fields = parse_fields(found.groupdict())
+            first, last = found.span("S")
+        except IndexError:
+            return _UNSEEN
+        text = found.string
+        if not (start <= first < last <= end and last - first <= 2):
+            return _UNSEEN
+        second = text[first:last]
+        if not second.isdigit() or int(second) >= 60:
+            return _UNSEEN
+        minute = (index, text[start:first], text[last:end])
+        base = self._minutes.get(minute, _UNSEEN)
+        if base is _UNSEEN:
+            base = self._parse_groups({**found.groupdict(), "S": "0"})
+            self._remember(self._minutes, minute, base)
+        if base is None:
+            return None
+        return base + int(second) if isinstance(base, float) else _UNSEEN
+
+    def _parse_groups(self, groups: dict[str, str | Any]) -> float | DateFields | None:
+        try:
+            fields = parse_fields(groups)
             return fields if fields.needs_now else self._to_epoch(fields)
         except ValueError:
             return None

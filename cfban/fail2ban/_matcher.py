@@ -12,7 +12,7 @@ one hostile line cannot make a regex run for long; ``Filter.stats["truncated"]``
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from cfban.clock import SystemClock
@@ -23,7 +23,16 @@ from cfban.fail2ban._prefilter import build as build_prefilter
 from cfban.fail2ban._regex import CompiledFilter, compile_filter
 from cfban.fail2ban._search import Search, TupleLine, normalize_host
 
-__all__ = ["MAX_LINE_CHARS", "DateFinder", "Filter", "LineMatcher", "decode_line", "normalize_host"]
+__all__ = [
+    "MAX_LINE_CHARS",
+    "DateFinder",
+    "Filter",
+    "LineMatcher",
+    "SkippedLines",
+    "decode_line",
+    "not_log_line",
+    "normalize_host",
+]
 
 MAX_LINE_CHARS = 64 * 1024
 _LAST_DATE_MAX_AGE = 60.0
@@ -170,6 +179,42 @@ class Filter:
         return (line[: found.start], text, line[found.end :]), found.epoch
 
 
+def not_log_line(raw: bytes) -> bool:
+    """Whether ``raw`` is empty, ``\\r`` or a ``#`` comment: not a line of the log for
+    ``fail2ban-regex`` and ``cfban test-filter``, which skip such lines (sample logs)."""
+    return not raw or raw[0] == 0x23 or raw == b"\r"
+
+
+class SkippedLines:
+    """Lines of a chunk (``chunk[start:end]``) that a scan ruled out: dates parsed on demand.
+
+    ``skip_comments``: empty and ``#`` lines are not log lines (never looked at for a date).
+    """
+
+    __slots__ = ("chunk", "end", "skip_comments", "start")
+
+    def __init__(self, chunk: bytes, start: int, end: int, skip_comments: bool) -> None:
+        self.chunk, self.start, self.end, self.skip_comments = chunk, start, end, skip_comments
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def newest_first(self) -> Iterator[bytes]:
+        """The lines, last first (without their line ends)."""
+        chunk, start, end = self.chunk, self.start, self.end
+        if end > start and chunk[end - 1] == 0x0A:
+            end -= 1
+        skip_comments = self.skip_comments
+        while True:
+            cut = chunk.rfind(b"\n", start, end)
+            raw = chunk[cut + 1 if cut >= 0 else start : end]
+            if not (skip_comments and not_log_line(raw)):
+                yield raw
+            if cut < 0:
+                return
+            end = cut
+
+
 class LineMatcher:
     """The stateful side of a filter: feed lines in log order, get failures out.
 
@@ -186,7 +231,7 @@ class LineMatcher:
         self.buffer: list[TupleLine] = []
         self._last_date: float | None = None
         self._last_date_text = ""
-        self._pending: list[str | bytes] = []
+        self._pending: list[str | bytes | SkippedLines] = []
         self.sessions: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
 
     @property
@@ -224,15 +269,23 @@ class LineMatcher:
     def _settle(self) -> None:
         """Parse the dates of the skipped lines, newest first, until one has a valid date."""
         pending, self._pending = self._pending, []
-        find = self.filter.dates.find
         for raw in reversed(pending):
-            text = raw if isinstance(raw, str) else decode_line(raw)
-            line = text.rstrip("\r\n")[:MAX_LINE_CHARS]
-            found = find(line)
-            if found is not None and found.end > found.start and found.epoch is not None:
-                self._last_date = found.epoch
-                self._last_date_text = line[found.start : found.end]
+            if isinstance(raw, SkippedLines):
+                if any(self._take_date(line) for line in raw.newest_first()):
+                    return
+            elif self._take_date(raw):
                 return
+
+    def _take_date(self, raw: str | bytes) -> bool:
+        """Make the date of ``raw`` the last date if it has a valid one."""
+        text = raw if isinstance(raw, str) else decode_line(raw)
+        line = text.rstrip("\r\n")[:MAX_LINE_CHARS]
+        found = self.filter.dates.find(line)
+        if found is not None and found.end > found.start and found.epoch is not None:
+            self._last_date = found.epoch
+            self._last_date_text = line[found.start : found.end]
+            return True
+        return False
 
     def feed(
         self, line: str, *, known_time: float | None = None, check_all: bool = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -24,15 +25,20 @@ _INTERNAL_KEYS = frozenset(
 )
 
 TupleLine = tuple[str, str, str]  # (text before the date, date text, text after the date)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: Dotted-quad IPv4 as ``str(ipaddress.IPv4Address)`` writes it (no leading zeros).
+_PLAIN_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}", re.ASCII)
 
 
-@functools.lru_cache(maxsize=4096)  # the same few offenders repeat; parsing is the costly part
+@functools.lru_cache(maxsize=1 << 16)  # offenders repeat; parsing is the costly part
 def normalize_host(text: str, cidr: str | None = None) -> str:
     """fail2ban's address form: compressed lower-case IPv6, IPv4-mapped IPv6 as IPv4.
 
     Brackets are stripped; a ``cidr`` narrower than the address gives a network
     (``192.0.2.0/24``). Text that is not an address is returned unchanged (a raw id).
     """
+    if cidr is None and _PLAIN_IPV4.fullmatch(text):
+        return text  # already in ipaddress's form: no parse needed
     raw = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:
         address = ipaddress.ip_address(raw)

@@ -2,7 +2,8 @@
 
 ==============  ===========================================================================
 ``_jails``      the configured jails, built: filter, counter, guard, log paths
-``_pipeline``   one line through filter -> real-IP resolver -> guard -> jail (no I/O)
+``_scan``       one pass over a batch of a file's lines for all the jails on the file
+``_pipeline``   lines through filter -> real-IP resolver -> guard -> jail (no I/O)
 ``_metrics``    counters, Prometheus text, the optional metrics endpoint
 ``_status``     typed status (state DB + daemon file), ``cfban status``/``health``
 ``_daemon``     wiring: followers, the pipeline, commits, the delivery thread, signals

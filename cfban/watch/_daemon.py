@@ -24,6 +24,7 @@ from typing import Any
 
 from cfban.bans import BanService
 from cfban.clock import Clock, SystemClock
+from cfban.cloudflare import cloudflare_status
 from cfban.config import Settings
 from cfban.delivery import DeliveryReport
 from cfban.errors import CfbanError
@@ -84,7 +85,8 @@ class Daemon:
         self.settings = settings
         self.options = options or WatchOptions()
         self.clock = clock or SystemClock()
-        self.metrics = Metrics()
+        self.metrics = Metrics(now=self.clock.now)
+        self.metrics.cloudflare = self._cloudflare_status  # budget, list fill, problem
         self._factory = service_factory or (
             lambda s: BanService(s, clock=self.clock, recorder="daemon")
         )
@@ -262,18 +264,16 @@ class Daemon:
             if len(lines) < BATCH_LINES:
                 entry.caught_up = True
             holds: list[Hold] = []
-            for line in lines:
-                self.metrics.lines += 1
-                try:
-                    for jail in entry.jails:
-                        for decided in self.pipeline.process(jail, line.data, live=live):
-                            hold = self._hold(decided.decision)
-                            if hold is not None:
-                                holds.append(hold)
-                                self.metrics.bans[decided.jail] += 1
-                except CfbanError as exc:
-                    self.metrics.bad_lines += 1
-                    log.warning("%s: a line could not be processed: %s", path, exc)
+            self.metrics.lines += len(lines)
+            batch = [line.data for line in lines]
+            # one pass over the batch for all the jails on this file
+            for decided in self.pipeline.process_lines(
+                entry.jails, batch, live=live, source=str(path)
+            ):
+                hold = self._hold(decided.decision)
+                if hold is not None:
+                    holds.append(hold)
+                    self.metrics.bans[decided.jail] += 1
             end = lines[-1].cursor
             queued = self._commit(holds, {str(path): (end.inode, end.offset, end.head)})
             for hold in holds:
@@ -350,8 +350,12 @@ class Daemon:
         self.metrics.queue_add = depth["add"]
         self.metrics.queue_remove = depth["remove"]
         self._oldest_queued = service.store.oldest_queued_at()
+        self.metrics.oldest_queued_at = self._oldest_queued
 
     # -- status -------------------------------------------------------------------------------
+
+    def _cloudflare_status(self) -> dict[str, Any]:
+        return cloudflare_status(self.settings, self.settings.resolved_state_dir, self.clock)
 
     def _write_status(self, service: BanService, *, stopped: bool = False) -> None:
         data: dict[str, Any] = {
@@ -367,6 +371,7 @@ class Daemon:
             "metrics": self.metrics.as_dict(),
             "oldest_queued_at": self._oldest_queued,
             "last_error": self._last_error,
+            "cloudflare": self._cloudflare_status(),
         }
         try:
             write_status(self.settings.resolved_state_dir, data)

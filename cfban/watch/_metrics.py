@@ -1,4 +1,10 @@
-"""Counters of the daemon, shown by ``cfban status`` and, optionally, to Prometheus."""
+"""Counters of the daemon, shown by ``cfban status`` and, optionally, to Prometheus.
+
+Besides the daemon's own counters, the Prometheus text carries what the Cloudflare layer
+knows: requests sent by method, route and status, the request budget left, a pause Cloudflare
+asked for, the list's fill, and the current delivery problem (one series per kind, 1 for the
+kind delivery waits on). :data:`EXPORTED` names every metric, for the dashboard's test.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,37 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from cfban.clock import SystemClock
+from cfban.cloudflare import KINDS, request_counts
+
+_Emit = Callable[[str, str, str, list[tuple[str, float]]], None]
+
+
+#: Every metric name this module exports.
+EXPORTED = frozenset(
+    {
+        "cfban_lines_read_total",
+        "cfban_bad_lines_total",
+        "cfban_failures_total",
+        "cfban_bans_total",
+        "cfban_unbans_total",
+        "cfban_refused_total",
+        "cfban_api_batches_total",
+        "cfban_api_errors_total",
+        "cfban_queue_depth",
+        "cfban_oldest_queued_age_seconds",
+        "cfban_api_requests_total",
+        "cfban_budget_left",
+        "cfban_budget_limit",
+        "cfban_api_paused_seconds",
+        "cfban_list_items",
+        "cfban_list_capacity",
+        "cfban_list_fill_ratio",
+        "cfban_delivery_problem",
+        "cfban_delivery_problem_seconds",
+    }
+)
 
 
 @dataclass
@@ -27,6 +64,10 @@ class Metrics:
     queue_remove: int = 0
     rotations: int = 0
     direct_origin: int = 0
+    oldest_queued_at: float | None = None
+    #: the Cloudflare figures (``cfban.cloudflare.cloudflare_status``), read at each scrape
+    cloudflare: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+    now: Callable[[], float] = field(default=SystemClock().now, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,7 +111,52 @@ class Metrics:
                [("", self.api_errors)])  # fmt: skip
         metric("queue_depth", "gauge", "Operations waiting for Cloudflare.",
                [('{op="add"}', self.queue_add), ('{op="remove"}', self.queue_remove)])  # fmt: skip
+        age = 0.0 if self.oldest_queued_at is None else self.now() - self.oldest_queued_at
+        metric("oldest_queued_age_seconds", "gauge",
+               "Age of the oldest operation waiting for Cloudflare (0 when none).",
+               [("", max(0.0, age))])  # fmt: skip
+        requests = [
+            (f'{{method="{m}",route="{r}",status="{s}"}}', float(n))
+            for (m, r, s), n in sorted(request_counts().items())
+        ]
+        metric("api_requests_total", "counter",
+               "Requests sent to the Cloudflare API, by method, route and status.",
+               requests)  # fmt: skip
+        self._cloudflare_metrics(metric)
         return "\n".join(out) + "\n"
+
+    def _cloudflare_metrics(self, metric: _Emit) -> None:
+        figures = self.cloudflare() if self.cloudflare is not None else {}
+        budgets: list[tuple[str, dict[str, Any]]] = []
+        for name in ("budget", "list_writes"):
+            found = figures.get(name)
+            if isinstance(found, dict):
+                budgets.append((name, found))
+        metric("budget_left", "gauge", "Requests cfban may still send in the current window.",
+               [(f'{{budget="{n}"}}', float(b.get("left", 0))) for n, b in budgets])  # fmt: skip
+        metric("budget_limit", "gauge", "cfban's share of each Cloudflare request budget.",
+               [(f'{{budget="{n}"}}', float(b.get("limit", 0))) for n, b in budgets])  # fmt: skip
+        budget = figures.get("budget")
+        paused = float(budget.get("paused_for", 0)) if isinstance(budget, dict) else 0.0
+        metric("api_paused_seconds", "gauge",
+               "Seconds left of a pause Cloudflare asked for (429).", [("", paused)])  # fmt: skip
+        listed = figures.get("list")
+        if isinstance(listed, dict):
+            metric("list_items", "gauge", "Items in the IP list.",
+                   [("", float(listed.get("items", 0)))])  # fmt: skip
+            metric("list_capacity", "gauge", "Items the IP list may hold.",
+                   [("", float(listed.get("capacity", 0)))])  # fmt: skip
+            metric("list_fill_ratio", "gauge", "Items in the IP list over its capacity.",
+                   [("", float(listed.get("fill", 0)))])  # fmt: skip
+        problem = figures.get("problem")
+        kind = problem.get("kind") if isinstance(problem, dict) else None
+        metric("delivery_problem", "gauge",
+               "1 for the kind of problem delivery is waiting on, 0 for the others.",
+               [(f'{{kind="{k}"}}', float(k == kind)) for k in KINDS])  # fmt: skip
+        since = float(problem.get("since", 0)) if isinstance(problem, dict) else None
+        metric("delivery_problem_seconds", "gauge",
+               "How long the current delivery problem has lasted (0 when none).",
+               [("", 0.0 if since is None else max(0.0, self.now() - since))])  # fmt: skip
 
 
 def serve_metrics(address: str, render: Callable[[], str]) -> ThreadingHTTPServer:

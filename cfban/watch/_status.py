@@ -10,6 +10,11 @@ Two sources, read without a running daemon:
 
 Health fails when a queued operation has waited longer than ``[cloudflare] max_queue_age``,
 when a daemon that reported before has gone stale or stopped, and when nothing has ever run.
+
+Health also fails at once when delivery waits on a problem that waiting will not fix (a
+revoked token, a lost permission, a full list under ``on_full = "hold"``, a deleted list:
+see :mod:`cfban.cloudflare`); ``cfban status`` shows it with its fix, beside the budget and
+the list fill (the Cloudflare figures, also read from the state dir).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from cfban.cloudflare import PERSISTENT
 from cfban.intake.alarm import age, delivery_warning
 from cfban.state import DeliveryRecord
 
@@ -94,6 +100,8 @@ class Status:
     delivery: DeliveryRecord = field(default_factory=DeliveryRecord)
     queued: dict[str, int] = field(default_factory=dict)
     oldest_queued_at: float | None = None
+    #: budget, pause, list fill and the current problem (:func:`cfban.cloudflare.cloudflare_status`)
+    cloudflare: dict[str, Any] = field(default_factory=dict)
 
     @property
     def oldest_age(self) -> float | None:
@@ -118,6 +126,9 @@ def judge(status: Status, max_queue_age: float) -> Health:
     """Whether bans reach Cloudflare in time, and the daemon (if one reported) is alive."""
     daemon = status.daemon
     waited = status.oldest_age
+    problem = _persistent_problem(status)
+    if problem is not None:
+        return Health(False, f"delivery waits: {problem}")
     if waited is not None and waited > max_queue_age:
         error = status.delivery.last_error if status.delivery.failing else None
         error = error or (daemon.last_error if daemon is not None else None)
@@ -141,8 +152,22 @@ def judge(status: Status, max_queue_age: float) -> Health:
     return Health(True, "ok")
 
 
-def gather(state_dir: Path, store: StateStoreLike, now: float) -> Status:
-    """The status at ``now``, from the state database and the daemon's file (if any)."""
+def _persistent_problem(status: Status) -> str | None:
+    """The problem delivery waits on that waiting will not fix, as one line (None: none)."""
+    problem = status.cloudflare.get("problem")
+    if isinstance(problem, dict) and problem.get("kind") in PERSISTENT:
+        return f"{problem.get('kind')}: {problem.get('message')} (fix: {problem.get('fix')})"
+    record = status.delivery
+    if record.failing and record.kind in PERSISTENT:
+        return f"{record.kind}: {record.last_error} (fix: {record.fix})"
+    return None
+
+
+def gather(
+    state_dir: Path, store: StateStoreLike, now: float, cloudflare: dict[str, Any] | None = None
+) -> Status:
+    """The status at ``now``, from the state database and the daemon's file (if any);
+    ``cloudflare`` is the Cloudflare figures read beside them."""
     raw = read_status(state_dir)
     return Status(
         now=now,
@@ -150,4 +175,5 @@ def gather(state_dir: Path, store: StateStoreLike, now: float) -> Status:
         delivery=store.delivery_record(),
         queued=store.depth(),
         oldest_queued_at=store.oldest_queued_at(),
+        cloudflare=cloudflare or {},
     )

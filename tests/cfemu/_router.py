@@ -26,6 +26,8 @@ class Options:
     ``items_per_page``: default ``per_page`` for list items (UNVERIFIED in the doc).
     ``write_status``: HTTP status of a successful bulk write (the spec says 200, docs 201).
     ``fail_operations``: the next N bulk operations end ``failed`` with ``fail_error``.
+    ``patch_requires_configuration``: an access-rule PATCH must carry ``mode`` and the rule's
+    unchanged ``configuration`` (the published schema); off, either may be left out.
     """
 
     bulk_polls: int = 1
@@ -37,6 +39,7 @@ class Options:
     write_status: int = 200
     fail_operations: int = 0
     fail_error: str = "internal error while applying the operation"
+    patch_requires_configuration: bool = True
 
 
 Handler = Callable[["Ctx"], Reply]

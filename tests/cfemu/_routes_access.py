@@ -161,6 +161,9 @@ def update_rule(ctx: Ctx) -> Reply:
     unknown = set(body) - {"mode", "notes", "configuration"}
     if unknown:
         raise access_rule_error(f"unsupported field received: {', '.join(sorted(unknown))}")
+    if ctx.options.patch_requires_configuration and not {"mode", "configuration"} <= set(body):
+        # The published schema requires both on an update (cloudflare-api.md, Update).
+        raise access_rule_error("mode and configuration are required")
     if "configuration" in body and body["configuration"] != {
         "target": rule.target,
         "value": rule.value,

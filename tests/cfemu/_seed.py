@@ -135,6 +135,7 @@ class SeedMixin:
                 old = lst.items.get(net)
                 item_id = old.id if old else self.state.ids.new()
                 lst.items[net] = ListItem(item_id, net, comment, stamp, stamp)
+            lst.modified_on = stamp  # someone else wrote: the list changed
             return self._items_json(lst)
 
     def seed_custom_rule(

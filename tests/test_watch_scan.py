@@ -1,0 +1,108 @@
+"""The daemon's one pass per file finds what each jail's per-line matching finds, in order."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from cfban._resources import filters_dir
+from cfban.clock import FakeClock
+from cfban.config import load_settings
+from cfban.fail2ban import LineMatcher
+from cfban.realip import GuardStats, Resolver, load_ranges
+from cfban.watch._jails import JailRuntime, build_jails
+from cfban.watch._metrics import Metrics
+from cfban.watch._pipeline import Pipeline, lines_before
+from cfban.watch._scan import BatchScanner
+from tests.support.failjson import harness_filter, harness_time
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+ACCESS = ["nginx-4xx", "nginx-bad-request", "nginx-botsearch", "nginx-probes"]
+
+
+def _lines() -> list[bytes]:
+    lines: list[bytes] = []
+    for name in [*ACCESS, "nginx-forbidden", "nginx-http-auth"]:
+        lines += [
+            raw
+            for raw in (SAMPLES / name).read_bytes().split(b"\n")
+            if raw and not raw.startswith(b"#")
+        ]
+    random.Random(7).shuffle(lines)
+    return lines + [b"", b"\xff\xfe not text", b"x" * 70_000]
+
+
+def _matchers() -> list[LineMatcher]:
+    with harness_time():
+        return [
+            LineMatcher(harness_filter(name, {}, search_path=[filters_dir()])) for name in ACCESS
+        ]
+
+
+def test_one_pass_equals_each_jail_line_by_line() -> None:
+    lines = _lines()
+    expected: list[tuple[int, int, list[tuple[str | None, float | None]]]] = []
+    with harness_time():
+        plain = _matchers()
+        for index, raw in enumerate(lines):
+            for position, matcher in enumerate(plain):
+                result = matcher.feed_raw(raw)
+                if result is not None and result[1]:
+                    expected.append((index, position, [(f.host, f.time) for f in result[1]]))
+        scanner = BatchScanner()
+        matchers = _matchers()
+        got: list[tuple[int, int, list[tuple[str | None, float | None]]]] = []
+        base = 0
+        sizes = random.Random(3)
+        while base < len(lines):
+            batch = lines[base : base + sizes.randint(1, 40)]
+            for found in scanner.scan(matchers, batch):
+                line = base + lines_before(batch, found.at)
+                got.append((line, found.jail, [(f.host, f.time) for f in found.failures]))
+            base += len(batch)
+    assert len(expected) > 50
+    assert {position for _, position, _ in expected} == set(range(len(ACCESS)))
+    assert got == expected
+
+
+def test_empty_batch_finds_nothing() -> None:
+    assert BatchScanner().scan(_matchers(), []) == []
+
+
+def _pipeline(tmp_path: Path) -> tuple[Pipeline, list[JailRuntime]]:
+    conf = tmp_path / "cfban.toml"
+    conf.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n[realip]\nallow_test_nets = true\n'
+        + "".join(
+            f'[jails.{name}]\nfilter = "{name}"\nlogpath = ["{tmp_path / "access.log"}"]\n'
+            'maxretry = 2\nfindtime = "1d"\nbantime = "1h"\n'
+            for name in ACCESS
+        ),
+        encoding="utf-8",
+    )
+    settings = load_settings(conf, env={})
+    ranges = load_ranges(settings)
+    clock = FakeClock(1795478400.0)
+    jails = build_jails(settings, now=clock.now, ranges=ranges, stats=GuardStats())
+    return Pipeline(Resolver.from_settings(settings, ranges), Metrics()), jails
+
+
+def test_process_lines_decides_what_process_decides(tmp_path: Path) -> None:
+    lines = _lines()
+    lines += [line.replace(b"203.0.113.", b"127.0.0.") for line in lines[:60]]  # refused
+    one, one_jails = _pipeline(tmp_path)
+    expected = [
+        (d.jail, d.decision.address)
+        for raw in lines
+        for jail in one_jails
+        for d in one.process(jail, raw, live=False)
+    ]
+    many, many_jails = _pipeline(tmp_path)
+    got = [
+        (d.jail, d.decision.address)
+        for start in range(0, len(lines), 25)
+        for d in many.process_lines(many_jails, lines[start : start + 25], live=False, source="x")
+    ]
+    assert expected and got == expected
+    assert many.metrics.failures == one.metrics.failures
+    assert many.metrics.refused == one.metrics.refused and sum(one.metrics.refused.values())
