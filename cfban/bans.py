@@ -15,8 +15,9 @@ Cloudflare, which keeps ``cfban ban`` quick to start.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,17 +26,21 @@ from cfban.config import Settings
 from cfban.errors import CfbanError, StateError
 from cfban.intake.commit import Intake
 from cfban.rules import Rules
-from cfban.state import BanView, StateStore, later
+from cfban.state import BanView, StateStore
 from cfban.targets import unban_target
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import httpx
 
+    from cfban.allowlist import AllowEntry
     from cfban.checks import Check
-    from cfban.cloudflare import Backend, RemoteEntry
+    from cfban.cloudflare import AllowRules, Backend, RemoteEntry
     from cfban.delivery import DeadlineClock, DeliveryReport
+    from cfban.syncing import SyncReport
 
-__all__ = ["BanResult", "BanService", "SyncReport", "UnbanResult", "unban_target"]
+__all__ = ["BanResult", "BanService", "UnbanResult", "unban_target"]
 
 # The list backend writes a whole batch in one bulk operation whose cost does not depend on
 # its size, so a round takes everything queued, up to what one request may carry
@@ -56,6 +61,7 @@ class BanResult:
     queued: bool
     delivered: bool
     report: DeliveryReport | None
+    action: str = "block"
 
 
 @dataclass(frozen=True)
@@ -68,19 +74,7 @@ class UnbanResult:
     removed: bool
     kept: bool
     report: DeliveryReport | None
-
-
-@dataclass
-class SyncReport:
-    """What ``sync`` found and did (or, with ``dry_run``, would do)."""
-
-    dry_run: bool
-    expired: list[str] = field(default_factory=list)
-    repushed: list[str] = field(default_factory=list)
-    remove_remote: list[str] = field(default_factory=list)
-    held_elsewhere: list[str] = field(default_factory=list)
-    in_sync: int = 0
-    delivery: DeliveryReport | None = None
+    allowed: AllowEntry | None = None
 
 
 class BanService:
@@ -108,6 +102,7 @@ class BanService:
         self._intake: Intake | None = None
         self._rules: Rules | None = None
         self._backend: Backend | None = None
+        self._allow_rules: AllowRules | None = None
         self._deadline_clock: DeadlineClock | None = None
 
     @property
@@ -184,14 +179,46 @@ class BanService:
                 self._on_dry_run()
         return self._backend
 
+    @property
+    def allow_rules(self) -> AllowRules | None:
+        """The shared allowlist at Cloudflare, built on first use (None: a dry run).
+
+        Raises:
+            ConfigError: no account or zone is configured.
+        """
+        if self._allow_rules is None and not self.settings.dry_run:
+            from cfban.cloudflare import make_allow_rules
+
+            self._allow_rules = make_allow_rules(
+                self.settings,
+                clock=self.deadline_clock,
+                state_dir=self.state_dir,
+                transport=self._transport,
+            )
+        return self._allow_rules
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
-        close = getattr(self._backend, "close", None)
-        if callable(close):
-            close()
+        for part in (self._backend, self._allow_rules):
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
         self._backend = None
+        self._allow_rules = None
+
+    def refresh_allowlist(self, *, force: bool = False) -> None:
+        """Read the shared allowlist again when the local copy is stale (see
+        :func:`cfban.allowance.refresh`); a failure is logged and the old copy kept."""
+        from cfban import allowance
+
+        try:
+            allowance.refresh(self, force=force)
+        except CfbanError as exc:
+            if isinstance(exc, StateError):
+                raise
+            log.warning("could not read the shared allowlist, using the last copy: %s", exc)
 
     def __enter__(self) -> BanService:
         return self
@@ -208,6 +235,7 @@ class BanService:
         jail: str | None = None,
         bantime: int | None = None,
         deliver: bool = True,
+        network: bool = False,
     ) -> BanResult:
         """Commit through the one commit path, then try to deliver within the deadline.
 
@@ -218,9 +246,10 @@ class BanService:
             RefusedError: the address must not be banned (or is not an address).
             StateError: the ban could not be committed.
         """
-        hold, _seconds = self.intake.plan(address, jail, bantime)
         if deliver:
             _ = self.backend  # a backend that cannot be built fails before the commit
+            self.refresh_allowlist()
+        hold, _seconds = self.intake.plan(address, jail, bantime, network=network)
         queued = bool(self.intake.commit([hold]))
         report = None
         if deliver:
@@ -229,7 +258,14 @@ class BanService:
             )
         delivered = self.store.state_of(hold.target) == "delivered"
         return BanResult(
-            hold.address, hold.target, hold.jail, hold.expires_at, queued, delivered, report
+            hold.address,
+            hold.target,
+            hold.jail,
+            hold.expires_at,
+            queued,
+            delivered,
+            report,
+            hold.action,
         )
 
     def unban(self, address: str, *, jail: str | None = None, deliver: bool = True) -> UnbanResult:
@@ -246,7 +282,12 @@ class BanService:
             report = self.deliver(deadline=self.settings.cloudflare.deliver_deadline)
         kept = report is not None and target in report.kept
         removed = queued and not kept and self.store.state_of(target) is None
-        return UnbanResult(target, tuple(jails), queued, removed, kept, report)
+        allowed = None
+        if jail is None and deliver:
+            from cfban.allowance import after_manual_unban
+
+            allowed = after_manual_unban(self, target)
+        return UnbanResult(target, tuple(jails), queued, removed, kept, report, allowed)
 
     def list_bans(self) -> list[BanView]:
         """Every target in the local state."""
@@ -319,56 +360,15 @@ class BanService:
     def sync(
         self, *, dry_run: bool = False, prune: bool = False, deadline: float | None = None
     ) -> SyncReport:
-        """Reconcile the state with Cloudflare: expire ended holds, push what is missing or
-        shorter there, remove cfban entries whose expiry has passed; never touch entries
-        cfban did not make. Entries this host does not hold are kept (another host may hold
-        them) unless ``prune``: then they go too (one host, or a lost state).
+        """Reconcile the state with Cloudflare (see :func:`cfban.syncing.sync`).
 
         Raises:
             CloudflareError: the remote entries could not be listed.
             StateError: the state database failed.
         """
-        store, now = self.store, self.clock.now()
-        report = SyncReport(dry_run=dry_run)
-        held = store.held_targets()
-        if dry_run:
-            report.expired = sorted(
-                t for t, w in held.items() if w.expires_at is not None and w.expires_at <= now
-            )
-            held = {t: w for t, w in held.items() if t not in report.expired}
-        else:
-            report.expired = store.expire()
-            held = store.held_targets()
-        remote: dict[str, float | None] = {}
-        refs: dict[str, str] = {}
-        for entry in self.backend.list_owned():
-            seen = entry.target in remote
-            remote[entry.target] = (
-                later(remote[entry.target], entry.expires_at) if seen else entry.expires_at
-            )
-            refs[entry.target] = entry.ref
-        for target, want in held.items():
-            if target not in remote or later(remote[target], want.expires_at) != remote[target]:
-                report.repushed.append(target)
-            else:
-                report.in_sync += 1
-        for target, expiry in sorted(remote.items()):
-            if target in held:
-                continue
-            if expiry is not None and expiry <= now:
-                report.remove_remote.append(target)
-            else:
-                report.held_elsewhere.append(target)
-        if dry_run:
-            return report
-        store.set_refs({t: ref for t, ref in refs.items() if t in held})
-        store.requeue(report.repushed)
-        for target in report.remove_remote:
-            store.forget_remote(target, not_after=now)
-        for target in report.held_elsewhere if prune else ():
-            store.forget_remote(target, not_after=None)
-        report.delivery = self.deliver(deadline=deadline, wait=True)
-        return report
+        from cfban.syncing import sync
+
+        return sync(self, dry_run=dry_run, prune=prune, deadline=deadline)
 
     def setup(self) -> list[str]:
         """Create what the backend needs at Cloudflare; return what was done.
@@ -380,6 +380,13 @@ class BanService:
 
     def check(self) -> list[Check]:
         """Checks of the configuration, the state, the logs and the backend."""
-        from cfban.checks import run_checks
+        from cfban.checks import Check, run_checks
 
-        return run_checks(self.settings, lambda: self.store, lambda: self.backend)
+        checks = run_checks(self.settings, lambda: self.store, lambda: self.backend)
+        try:
+            rules = self.allow_rules
+        except CfbanError as exc:
+            return [*checks, Check("shared allowlist", False, str(exc))]
+        if rules is not None:
+            checks.append(Check(*rules.check()))
+        return checks

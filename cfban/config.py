@@ -46,6 +46,8 @@ from cfban.errors import ConfigError
 from cfban.paths import DEFAULT_CONFIG_PATH, default_state_dir
 from cfban.rules import DEFAULT_MAX_QUEUE_AGE, JailRules, Recidive, Rules
 
+Action = Literal["block", "challenge", "js_challenge", "managed_challenge"]
+
 DEFAULT_API_URL = "https://api.cloudflare.com/client/v4"
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
@@ -75,7 +77,15 @@ class CloudflareSettings(_Model):
     zone_ids: list[str] = Field(default_factory=list)
     account_id: str | None = None
     list_name: str = "cfban"
-    mode: Literal["block", "challenge", "js_challenge", "managed_challenge"] = "block"
+    mode: Action = "block"
+    #: Custom lists the account's plan allows (Free: 1). With one list, the list backend
+    #: keeps blocks in it and puts challenges into IP Access Rules.
+    max_lists: int = Field(default=1, ge=1)
+    #: How long a manual ``cfban unban`` keeps the address on the shared allowlist, so that
+    #: no host sharing the account bans it again meanwhile; 0 turns that off.
+    unban_allow: Duration = Field(default=3600, ge=0)
+    #: How old the local copy of the shared allowlist may get before it is read again.
+    allowlist_refresh: Duration = Field(default=300, ge=1)
     ipv6_prefix: int = Field(default=64, ge=32, le=128)
     # Cloudflare's account-wide budget; cfban keeps to ``budget_share`` of it so the
     # dashboard and the user's other tools are never locked out by cfban.
@@ -140,6 +150,10 @@ class JailSettings(_Model):
     ignoreip: Annotated[list[str], BeforeValidator(_check_networks)] = Field(default_factory=list)
     bantime_factor: float = Field(default=1.0, ge=1.0)
     bantime_maxtime: Duration | None = None
+    #: What the jail's bans do; None: ``[cloudflare] mode``.
+    action: Action | None = None
+    #: A target with this many earlier bans (any jail) is blocked, whatever ``action``; 0: off.
+    escalate_after: int = Field(default=0, ge=0)
 
     @field_validator("logpath", mode="before")
     @classmethod
@@ -209,6 +223,8 @@ class Settings(_Model):
                     bantime_factor=jail.bantime_factor,
                     bantime_maxtime=jail.bantime_maxtime,
                     ignoreip=tuple(jail.ignoreip),
+                    action=jail.action or self.cloudflare.mode,
+                    escalate_after=jail.escalate_after,
                 )
                 for name, jail in self.jails.items()
             },
@@ -218,7 +234,22 @@ class Settings(_Model):
                 else None
             ),
             max_queue_age=float(self.cloudflare.max_queue_age),
+            default_action=self.cloudflare.mode,
+            backend=self.cloudflare.backend,
+            allowlist_refresh=float(self.cloudflare.allowlist_refresh),
+            max_lists=self.cloudflare.max_lists,
         )
+
+    def actions_in_use(self) -> tuple[str, ...]:
+        """Every action a ban may carry under this configuration, mildest first."""
+        from cfban.rules import ACTIONS
+
+        used = {self.cloudflare.mode}
+        for jail in self.jails.values():
+            used.add(jail.action or self.cloudflare.mode)
+            if jail.escalate_after:
+                used.add("block")
+        return tuple(a for a in ACTIONS if a in used)
 
     @property
     def dry_run(self) -> bool:

@@ -317,7 +317,7 @@ def _send_adds(
     jobs: list[AddJob],
     report: DeliveryReport,
 ) -> None:
-    entries = [BanEntry(job.op.target, job.expires_at, job.jails) for job in jobs]
+    entries = [BanEntry(job.op.target, job.expires_at, job.jails, job.action) for job in jobs]
     try:
         refs = backend.add(entries)
     except DeadlineReached:

@@ -18,6 +18,12 @@ request while the jail's ban still runs extends that ban, it is not a repeat):
 2. then the recidive rule: when the target was banned ``bans - 1`` times (any jail) within
    ``findtime`` before now, this ban is the recidive ``bantime`` (when that is longer).
 
+What the ban does at Cloudflare (:meth:`Rules.action`): the jail's ``action`` (``block``,
+``managed_challenge``, ``js_challenge`` or ``challenge``; by default ``[cloudflare] mode``),
+and ``block`` once the target has ``escalate_after`` earlier bans (any jail) in its history:
+a first offender may be a person behind a shared address and gets a challenge, a repeat
+offender is blocked.
+
 Standard library only.
 """
 
@@ -33,6 +39,9 @@ from cfban.durations import DEFAULT_BANTIME
 
 #: The jail of a ban or unban given without ``--jail``.
 MANUAL_JAIL = "manual"
+#: What a ban does at Cloudflare, mildest first: an entry several holders ask for does the
+#: strictest of their actions.
+ACTIONS = ("managed_challenge", "js_challenge", "challenge", "block")
 #: Seconds a queued operation may wait before ``cfban health`` fails, by default.
 DEFAULT_MAX_QUEUE_AGE = 900.0
 
@@ -53,6 +62,15 @@ class JailRules:
     bantime_factor: float = 1.0
     bantime_maxtime: int | None = None
     ignoreip: tuple[str, ...] = ()
+    action: str = "block"
+    #: Earlier bans (any jail) after which this jail's bans block; 0: never escalate.
+    escalate_after: int = 0
+
+
+def stricter(a: str, b: str) -> str:
+    """The stricter of two actions (see :data:`ACTIONS`)."""
+    rank = {name: i for i, name in enumerate(ACTIONS)}
+    return a if rank.get(a, len(ACTIONS)) >= rank.get(b, len(ACTIONS)) else b
 
 
 @dataclass(frozen=True)
@@ -76,11 +94,31 @@ class Rules:
     jails: Mapping[str, JailRules] = field(default_factory=dict)
     recidive: Recidive | None = None
     max_queue_age: float = DEFAULT_MAX_QUEUE_AGE
+    #: The action of a ban without a configured jail (``[cloudflare] mode``).
+    default_action: str = "block"
+    #: The backend: what a range ban may be depends on it.
+    backend: str = "access-rules"
+    #: Seconds the shared allowlist copy may age before the full command reads it again.
+    allowlist_refresh: float = 300.0
+    #: Custom lists the plan allows: with one, the list backend keeps ``default_action``
+    #: bans in it and puts the others into IP Access Rules (see :meth:`mechanism`).
+    max_lists: int = 1
+
+    def mechanism(self, action: str) -> str:
+        """Where a ban with ``action`` goes: ``list`` or ``access-rules``."""
+        return mechanism(self.backend, self.default_action, self.max_lists, action)
 
     def jail(self, name: str | None) -> JailRules:
         """The rules of jail ``name`` (defaults for an unconfigured jail or none)."""
         found = self.jails.get(name) if name is not None else None
-        return found if found is not None else JailRules()
+        return found if found is not None else JailRules(action=self.default_action)
+
+    def action(self, jail: str | None, history: Sequence[PastBanLike]) -> str:
+        """What a new ban of ``jail`` does, given the target's earlier bans."""
+        rules = self.jail(jail)
+        if rules.escalate_after and len(history) >= rules.escalate_after:
+            return "block"
+        return rules.action
 
     def bantime(
         self,
@@ -132,11 +170,17 @@ class Rules:
                     bantime_factor=float(j["bantime_factor"]),
                     bantime_maxtime=j["bantime_maxtime"],
                     ignoreip=tuple(j["ignoreip"]),
+                    action=str(j["action"]),
+                    escalate_after=int(j["escalate_after"]),
                 )
                 for name, j in dict(data["jails"]).items()
             },
             recidive=Recidive(**recidive) if recidive is not None else None,
             max_queue_age=float(data["max_queue_age"]),
+            default_action=str(data["default_action"]),
+            backend=str(data["backend"]),
+            allowlist_refresh=float(data["allowlist_refresh"]),
+            max_lists=int(data["max_lists"]),
         )
 
     def dumps(self) -> str:
@@ -164,3 +208,12 @@ def grown(bantime: int, factor: float, maxtime: int | None, count: int) -> int:
     if maxtime is not None and maxtime > 0:
         value = min(value, maxtime)
     return int(value)
+
+
+def mechanism(backend: str, default_action: str, max_lists: int, action: str) -> str:
+    """Where a ban with ``action`` goes (``list`` or ``access-rules``): the list backend keeps
+    one list per action, or, when the plan allows a single list (Free), that list holds the
+    ``default_action`` and IP Access Rules (every plan, any mode) take the rest."""
+    if backend != "list":
+        return "access-rules"
+    return "list" if action == default_action or max_lists >= 2 else "access-rules"

@@ -27,8 +27,14 @@ __all__ = [
     "canonical_target",
     "parse_address",
     "parse_target",
+    "range_target",
     "unban_target",
 ]
+
+#: Prefix lengths an IP Access Rule takes for a range (``ip_range``), by IP version.
+ACCESS_RULE_RANGES = {4: (16, 24), 6: (32, 48, 64)}
+#: Prefix lengths a custom IP list takes, by IP version (inclusive bounds).
+LIST_RANGES = {4: (8, 32), 6: (12, 128)}
 
 
 @dataclass(frozen=True)
@@ -103,3 +109,40 @@ def unban_target(text: str, ipv6_prefix: int = 64) -> str:
     if "/" in text:
         return parse_target(text)
     return ban_target(text, ipv6_prefix).target
+
+
+def range_target(text: str, ipv6_prefix: int, mechanism: str) -> BanTarget:
+    """A network given by hand (``cfban ban 203.0.113.0/24``) as a ban target, when the
+    mechanism that will carry it (``list`` or ``access-rules``) can express it. An IPv6
+    network narrower than ``ipv6_prefix`` is banned as that prefix, like an address.
+
+    Raises:
+        RefusedError: not a network, or one Cloudflare cannot ban that way.
+    """
+    target = parse_target(text)
+    net = ipaddress.ip_network(target, strict=False)
+    if net.version == 6 and net.prefixlen > ipv6_prefix:
+        net = ipaddress.IPv6Network((int(net.network_address), ipv6_prefix), strict=False)
+    if net.prefixlen == net.max_prefixlen:
+        one = str(net.network_address)
+        return BanTarget(one, one)
+    shown = str(net)
+    if mechanism == "list":
+        low, high = LIST_RANGES[net.version]
+        if not low <= net.prefixlen <= high:
+            raise RefusedError(
+                f"cannot ban {shown}: a Cloudflare IP list takes IPv{net.version} networks "
+                f"from /{low} to /{high} only",
+                hint="ban a narrower network, or several",
+            )
+        return BanTarget(shown, shown)
+    allowed = ACCESS_RULE_RANGES[net.version]
+    if net.prefixlen not in allowed:
+        sizes = ", ".join(f"/{n}" for n in allowed)
+        raise RefusedError(
+            f"cannot ban {shown} with an IP Access Rule: Cloudflare takes IPv{net.version} "
+            f"ranges of {sizes} only",
+            hint="ban it as ranges of those sizes, or use the list backend "
+            "(IPv4 /8 to /32, IPv6 /12 to /128)",
+        )
+    return BanTarget(shown, shown)

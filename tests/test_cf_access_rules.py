@@ -113,9 +113,10 @@ def test_add_creates_marked_rules(cf_emulator: Emulator, tmp_path: Path) -> None
     v4 = rules["203.0.113.7"]
     assert v4["configuration"]["target"] == "ip" and v4["mode"] == "managed_challenge"
     assert refs["203.0.113.7"] == v4["id"]
-    assert parse_marker(v4["notes"]) == Marker(T0, ("sshd",))
+    assert parse_marker(v4["notes"]) == Marker(T0, ("sshd",), "managed_challenge")
     assert rules["2001:db8:1:2::/64"]["configuration"]["target"] == "ip_range"
-    assert parse_marker(rules["2001:db8:1:2::/64"]["notes"]) == Marker(None, ("nginx",))
+    nginx = Marker(None, ("nginx",), "managed_challenge")
+    assert parse_marker(rules["2001:db8:1:2::/64"]["notes"]) == nginx
     assert rules["2001:db8::9"]["configuration"]["target"] == "ip6"
     assert cf_emulator.count("POST", RULES) == 3
 

@@ -339,12 +339,12 @@ def test_public_names() -> None:
     import cfban.cloudflare
 
     assert sorted(cfban.cloudflare.__all__) == [
-        "AccessRulesBackend", "Backend", "BanEntry", "CloudflareHttp", "DryRunBackend",
-        "Envelope", "HostRateLimiter", "KINDS", "ListBackend", "ListFullError", "Marker",
-        "NotFoundError", "PERSISTENT", "Problem", "RemoteEntry", "RetryLaterError",
+        "AccessRulesBackend", "AllowRules", "Backend", "BanEntry", "CloudflareHttp",
+        "DryRunBackend", "Envelope", "HostRateLimiter", "KINDS", "ListBackend", "ListFullError",
+        "Marker", "NotFoundError", "PERSISTENT", "Problem", "RemoteEntry", "RetryLaterError",
         "StallRecord", "classify", "clear_problem", "cloudflare_checks", "cloudflare_lines",
-        "cloudflare_status", "format_marker", "make_backend", "parse_marker", "read_problem",
-        "record_problem", "request_counts",
+        "cloudflare_status", "format_marker", "make_allow_rules", "make_backend", "parse_marker",
+        "read_problem", "record_problem", "request_counts",
     ]  # fmt: skip
     assert all(hasattr(cfban.cloudflare, name) for name in cfban.cloudflare.__all__)
 

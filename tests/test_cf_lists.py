@@ -77,7 +77,8 @@ def test_first_add_creates_list_and_rule(cf_emulator: Emulator, tmp_path: Path) 
     assert set(found) == {"203.0.113.7", "2001:db8::/64"}
     # Nothing is read back after a write: ids are learnt when they are needed (removing).
     assert refs == {"203.0.113.7": "", "2001:db8::/64": ""}
-    assert parse_marker(found["203.0.113.7"]["comment"]) == Marker(T0, ("sshd",))
+    challenge = Marker(T0, ("sshd",), "managed_challenge")  # the list's mode
+    assert parse_marker(found["203.0.113.7"]["comment"]) == challenge
     rules = cf_emulator.custom_rules(cf_emulator.zone_id)
     assert len(rules) == 1
     assert rules[0]["expression"] == "(ip.src in $cfban)"

@@ -118,14 +118,24 @@ def test_ban_list_unban_against_cloudflare(tmp_path: Path, cf_server: ServedEmul
     remote = json.loads(run_cfban(env, "list", "--remote", "--json").stdout)["remote"]
     assert sorted(e["target"] for e in remote) == ["198.51.100.7", "2001:db8:5::/64"]
     text = run_cfban(env, "list").stdout.splitlines()
-    assert re.fullmatch(rf"198\.51\.100\.7 +sshd +{WHEN} +delivered", text[0])
+    assert re.fullmatch(rf"198\.51\.100\.7 +sshd +{WHEN} +block +delivered", text[0])
     assert text[-1] == "2 bans; 0 adds and 0 removes queued"
     un = run_cfban(env, "unban", "198.51.100.7")
-    assert (un.returncode, un.stdout) == (
-        0,
-        "unbanned 198.51.100.7 (jails sshd): done at Cloudflare\n",
+    assert un.returncode == 0
+    assert un.stdout.splitlines()[0] == "unbanned 198.51.100.7 (jails sshd): done at Cloudflare"
+    # a manual unban allows the address for a while, so no other host bans it again
+    assert re.fullmatch(
+        rf"allowed 198\.51\.100\.7 \(until {WHEN}\) on the shared allowlist: no host bans it "
+        r"meanwhile \(cfban disallow to end it now\)",
+        un.stdout.splitlines()[1],
     )
-    assert [r["configuration"]["value"] for r in emu.access_rules()] == ["2001:db8:5::/64"]
+    rules = emu.access_rules()
+    assert [r["configuration"]["value"] for r in rules if r["mode"] != "whitelist"] == [
+        "2001:db8:5::/64"
+    ]
+    assert [r["configuration"]["value"] for r in rules if r["mode"] == "whitelist"] == [
+        "198.51.100.7"
+    ]
     check = run_cfban(env, "check")
     assert check.returncode == 0, check.stdout
     assert all(line.startswith("ok ") for line in check.stdout.splitlines())

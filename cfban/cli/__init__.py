@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from cfban import __version__
-from cfban.cli import _bans, _fail2ban, _filter, _origin, _realip, _watch
+from cfban.cli import _allow, _bans, _fail2ban, _filter, _origin, _realip, _watch
 from cfban.cli._context import AppContext, run_guarded
 
 app = typer.Typer(
@@ -62,7 +62,7 @@ def _root(
     ctx.obj = AppContext(config_path=config)
 
 
-for _module in (_filter, _bans, _realip, _watch, _fail2ban, _origin):
+for _module in (_filter, _bans, _allow, _realip, _watch, _fail2ban, _origin):
     _module.register(app)
 
 

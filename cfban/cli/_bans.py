@@ -63,17 +63,24 @@ reserved addresses: refused with exit 1), committed to the local state, then sen
 [cloudflare] deliver_deadline seconds. Once it is durably queued the command succeeds; what
 Cloudflare has not confirmed yet goes out with the next cfban run. An IPv6 address is banned
 as its /64 ([cloudflare] ipv6_prefix). --bantime takes seconds or 10m/1h/1d; -1 is permanent.
+An address on the shared allowlist (`cfban allowed`) is refused too.
+
+Without --jail, IP may be a network: the list backend takes IPv4 /8 to /32 and IPv6 /12 to
+/128, IP Access Rules only IPv4 /16 and /24 and IPv6 /32, /48 and /64; other sizes, and
+networks overlapping Cloudflare's ranges, ignoreip or the allowlist, are refused.
+The ban does the jail's action (block, managed_challenge...), shown when it is not a block.
 
 \b
 Examples:
   cfban ban 198.51.100.23 --jail nginx-probes --bantime 1h
   cfban ban 2001:db8:5::17            # bans 2001:db8:5::/64
+  cfban ban 203.0.113.0/24 --bantime 1d
 """
 
 
 def ban(
     ctx: typer.Context,
-    ip: Annotated[str, typer.Argument(help="The client address to ban.")],
+    ip: Annotated[str, typer.Argument(help="The client address (or network) to ban.")],
     jail: Annotated[str | None, typer.Option("--jail", "-j", help="Who bans it.")] = None,
     bantime: Annotated[
         str | None,
@@ -88,11 +95,14 @@ def ban(
     from cfban.intake.commit import describe_expiry
 
     with service_for(ctx, quick=True) as service:
-        result = service.ban(ip, jail=jail, bantime=seconds)
+        result = service.ban(ip, jail=jail, bantime=seconds, network=jail is None)
         subject = result.address
         if result.target != result.address:
             subject += f" as {result.target}"
-        head = f"banned {subject} (jail {result.jail}, {describe_expiry(result.expires_at)})"
+        action = "" if result.action == "block" else f", {result.action}"
+        head = (
+            f"banned {subject} (jail {result.jail}, {describe_expiry(result.expires_at)}{action})"
+        )
         if service.settings.dry_run and result.delivered:
             typer.echo(f"{head}: recorded (dry run, nothing sent to Cloudflare)")
         elif result.delivered:
@@ -107,8 +117,10 @@ _UNBAN_HELP = """Lift a ban.
 
 With --jail only that jail lets go: the entry at Cloudflare is removed when no other jail
 holds it, and kept when another host holds it for longer. Without --jail every jail lets go
-and the entry is removed at Cloudflare even if another host holds it. IP may also be a
-target as `cfban list` shows it (2001:db8:5::/64).
+and the entry is removed at Cloudflare even if another host holds it, and the address goes
+on the shared allowlist for [cloudflare] unban_allow (1h by default) so that no host sharing
+the account bans it again meanwhile. IP may also be a target as `cfban list` shows it
+(2001:db8:5::/64).
 
 \b
 Examples:
@@ -149,6 +161,13 @@ def unban(
                 f"unbanned {result.target}{jails}: removal queued ({problem}); "
                 "it goes out with the next cfban run"
             )
+        if result.allowed is not None:
+            from cfban.allowlist import describe
+
+            typer.echo(
+                f"allowed {describe(result.allowed)} on the shared allowlist: no host bans it "
+                "meanwhile (cfban disallow to end it now)"
+            )
 
 
 _LIST_HELP = """List bans: the local state, or with --remote what Cloudflare holds.
@@ -176,6 +195,7 @@ def _view_json(view: Any) -> dict[str, Any]:
         "ref": view.ref,
         "attempts": view.attempts,
         "last_error": view.last_error,
+        "action": view.action,
     }
 
 
@@ -190,14 +210,16 @@ def list_bans(
             if as_json:
                 items = [
                     {"target": e.target, "ref": e.ref, "expires_at": e.expires_at,
-                     "jails": list(e.jails), "scope": e.scope}
+                     "jails": list(e.jails), "scope": e.scope, "action": e.action}
                     for e in entries
                 ]  # fmt: skip
                 typer.echo(json.dumps({"remote": items}))
                 return
             for e in entries:
                 jails = ",".join(e.jails) or "-"
-                typer.echo(f"{e.target:<30} {jails:<24} {when(e.expires_at):<24} {e.scope}")
+                typer.echo(
+                    f"{e.target:<30} {jails:<24} {when(e.expires_at):<24} {e.action:<18} {e.scope}"
+                )
             typer.echo(f"{len(entries)} cfban entries at Cloudflare")
             return
         views = service.list_bans()
@@ -209,7 +231,7 @@ def list_bans(
             jails = ",".join(v.jails) or "-"
             state = v.state if not v.last_error else f"{v.state} (retrying: {v.last_error})"
             expires = when(v.expires_at) if v.jails else "-"
-            typer.echo(f"{v.target:<30} {jails:<24} {expires:<24} {state}")
+            typer.echo(f"{v.target:<30} {jails:<24} {expires:<24} {v.action:<18} {state}")
         typer.echo(f"{len(views)} bans; {depth['add']} adds and {depth['remove']} removes queued")
 
 
@@ -249,6 +271,8 @@ def sync(
             (f"{would}remove at Cloudflare (expired)", report.remove_remote),
             elsewhere,
         ]
+        if report.allowed:
+            lines.append((f"{would}remove at Cloudflare (on the allowlist)", report.allowed))
         for label, targets in lines:
             typer.echo(
                 f"{label}: {len(targets)}" + (f" ({', '.join(targets[:20])})" * bool(targets))

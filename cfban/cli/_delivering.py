@@ -45,6 +45,7 @@ def deliver(
         _linger(ctx, linger)
         return
     with service_for(ctx) as service:
+        service.refresh_allowlist()  # when stale: what it covers is not sent
         depth = service.queue_depth()
         err(f"{depth['add']} adds and {depth['remove']} removes queued")
         report = service.deliver(deadline=deadline, wait=True, batch_size=batch_size, progress=err)
@@ -62,6 +63,7 @@ def _linger(ctx: typer.Context, seconds: float) -> None:
     context.save_rules()
     configure(settings.log_format, log_file=settings.resolved_state_dir / DELIVERER_LOG)
     with BanService(settings, recorder="deliverer") as service:
+        service.refresh_allowlist()  # when stale: what it covers is not sent
         ran = linger(service, seconds)
     if ran.another_running:
         typer.echo("another cfban deliverer is running")

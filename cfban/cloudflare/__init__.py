@@ -8,9 +8,10 @@ The rest of cfban uses only the names below: :func:`make_backend` builds the con
 from __future__ import annotations
 
 from cfban.cloudflare._access_rules import AccessRulesBackend
+from cfban.cloudflare._allow import AllowRules
 from cfban.cloudflare._answers import RetryLaterError
 from cfban.cloudflare._backend import Backend, BanEntry, DryRunBackend, RemoteEntry
-from cfban.cloudflare._factory import make_backend
+from cfban.cloudflare._factory import make_allow_rules, make_backend
 from cfban.cloudflare._figures import cloudflare_checks, cloudflare_lines, cloudflare_status
 from cfban.cloudflare._http import CloudflareHttp, Envelope, NotFoundError
 from cfban.cloudflare._limiter import HostRateLimiter
@@ -25,6 +26,7 @@ __all__ = [
     "KINDS",
     "PERSISTENT",
     "AccessRulesBackend",
+    "AllowRules",
     "Backend",
     "BanEntry",
     "CloudflareHttp",
@@ -45,6 +47,7 @@ __all__ = [
     "cloudflare_status",
     "clear_problem",
     "format_marker",
+    "make_allow_rules",
     "make_backend",
     "parse_marker",
     "read_problem",

@@ -6,9 +6,10 @@ Cloudflare accepts only for IPv4 /16 and /24 and IPv6 /32, /48 and /64 (an IPv6 
 as its /64, the default, fits). Other prefixes cannot be expressed and are skipped with a
 warning; the ``list`` backend takes any prefix.
 
-Each rule's ``notes`` carry cfban's marker (see :mod:`cfban.cloudflare._marker`); the rule id
-is the ``ref``, so a manual unban is one DELETE. Cloudflare refuses a second rule for the same
-address (error 10009): cfban then looks the rule up, matching target and value exactly, and
+Each rule's ``mode`` is the ban's action (``block``, ``managed_challenge``...: the marker's
+``act``). Each rule's ``notes`` carry cfban's marker (see :mod:`cfban.cloudflare._marker`); the
+rule id is the ``ref``, so a manual unban is one DELETE. Cloudflare refuses a second rule for
+the same address (error 10009): cfban then looks the rule up, matching target and value exactly, and
 raises its expiry when it is cfban's. Rules without the marker are never changed or deleted.
 """
 
@@ -102,7 +103,7 @@ class AccessRulesBackend:
         originals: dict[str, list[str]] = {}
         for entry in entries:
             originals.setdefault(canonical(entry.target), []).append(entry.target)
-        merged = merge_entries(entries)
+        merged = merge_entries(entries, self.mode)
         # A replay (fail2ban restart, sync) re-adds many bans cfban already has: one listing
         # of cfban's rules then saves a failed POST and a lookup per ban.
         known = self._owned_rules() if len(merged) >= _PREFETCH_FROM else {}
@@ -129,7 +130,7 @@ class AccessRulesBackend:
 
     def _add_one(self, key: str, configuration: tuple[str, str], marker: Marker) -> str | None:
         body = {
-            "mode": self.mode,
+            "mode": marker.action,
             "configuration": {"target": configuration[0], "value": configuration[1]},
             "notes": format_marker(marker),
         }
@@ -161,19 +162,20 @@ class AccessRulesBackend:
                 existing.mode,
             )
             return None
-        if not current.covers(marker) or existing.mode != self.mode:
+        wanted = current.merged(marker)
+        if not current.covers(marker) or existing.mode != wanted.action:
             self._http.request(
                 "PATCH",
                 f"{self._base}/{existing.id}",
                 # Cloudflare's schema requires mode and configuration on every update; the
                 # configuration must be the rule's own, unchanged.
                 json_body={
-                    "mode": self.mode,
+                    "mode": wanted.action,
                     "configuration": {
                         "target": existing.configuration.target,
                         "value": existing.configuration.value,
                     },
-                    "notes": format_marker(current.merged(marker)),
+                    "notes": format_marker(wanted),
                 },
                 permission=self._edit,
             )
@@ -276,7 +278,11 @@ class AccessRulesBackend:
         for target, rule in self._owned_rules().items():
             marker = parse_marker(rule.notes)
             assert marker is not None  # _owned_rules keeps marked rules only
-            found.append(RemoteEntry(target, rule.id, marker.expires_at, marker.jails, self.scope))
+            found.append(
+                RemoteEntry(
+                    target, rule.id, marker.expires_at, marker.jails, self.scope, marker.action
+                )
+            )
         return found
 
     def setup(self) -> list[str]:

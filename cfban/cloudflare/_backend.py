@@ -35,6 +35,8 @@ class BanEntry:
     target: str
     expires_at: float | None
     jails: tuple[str, ...]
+    #: ``block``, ``managed_challenge``...; None: the backend's configured mode.
+    action: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class RemoteEntry:
     expires_at: float | None
     jails: tuple[str, ...]
     scope: str
+    action: str = "block"
 
 
 @runtime_checkable
@@ -87,8 +90,9 @@ def canonical(value: str) -> str:
     return str(net)
 
 
-def merge_entries(entries: Sequence[BanEntry]) -> dict[str, Marker]:
-    """Entries by canonical target; the same target twice merges into one marker.
+def merge_entries(entries: Sequence[BanEntry], default_action: str = "block") -> dict[str, Marker]:
+    """Entries by canonical target; the same target twice merges into one marker (an entry
+    without an action does ``default_action``).
 
     Raises:
         ValueError: a target is not an address or network.
@@ -96,7 +100,7 @@ def merge_entries(entries: Sequence[BanEntry]) -> dict[str, Marker]:
     merged: dict[str, Marker] = {}
     for entry in entries:
         key = canonical(entry.target)
-        marker = Marker.of(entry.expires_at, entry.jails)
+        marker = Marker.of(entry.expires_at, entry.jails, entry.action or default_action)
         if key in merged:
             marker = merged[key].merged(marker)
         merged[key] = marker
@@ -128,7 +132,7 @@ class DryRunBackend:
     def add(self, entries: Sequence[BanEntry]) -> dict[str, str]:
         refs: dict[str, str] = {}
         for entry in entries:
-            marker = Marker.of(entry.expires_at, entry.jails)
+            marker = Marker.of(entry.expires_at, entry.jails, entry.action or "block")
             self._say(f"dry run: would ban {entry.target} ({format_marker(marker)})")
             self._entries[entry.target] = entry
             refs[entry.target] = f"dry-run:{entry.target}"
@@ -146,7 +150,14 @@ class DryRunBackend:
 
     def list_owned(self) -> list[RemoteEntry]:
         return [
-            RemoteEntry(e.target, f"dry-run:{e.target}", e.expires_at, e.jails, "dry-run")
+            RemoteEntry(
+                e.target,
+                f"dry-run:{e.target}",
+                e.expires_at,
+                e.jails,
+                "dry-run",
+                e.action or "block",
+            )  # fmt: skip
             for e in self._entries.values()
         ]
 

@@ -93,6 +93,7 @@ class ListBackend:
         on_full: OnFull = "evict",
         writes_budget: Any = None,
         spill: Backend | None = None,
+        mirror_file: str = MIRROR_FILE,
     ) -> None:
         if not account_id:
             raise ConfigError(
@@ -109,7 +110,7 @@ class ListBackend:
         self._zones = list(zones)
         self._rule = ListRule(list_name, mode)
         self._clock = clock
-        self.mirror = ListMirror(state_dir / MIRROR_FILE if state_dir is not None else None)
+        self.mirror = ListMirror(state_dir / mirror_file if state_dir is not None else None)
         self._ops = OperationRunner(
             http,
             account=account_id,
@@ -383,7 +384,7 @@ class ListBackend:
         self.mirror.forget()
 
     def _add(self, entries: Sequence[BanEntry]) -> dict[str, str]:
-        merged = merge_entries(entries)
+        merged = merge_entries(entries, self._rule.action)
         if not merged:
             return {}
         ip_list, _ = self._ensure(create=True)
@@ -468,8 +469,15 @@ class ListBackend:
             for row in self.mirror.owned():
                 marker = parse_marker(row.comment)
                 if marker is not None and row.id is not None:
-                    owned.append(
-                        RemoteEntry(row.ip, row.id, marker.expires_at, marker.jails, self._account)
+                    owned.append(  # the list's custom rule decides what its items do
+                        RemoteEntry(
+                            row.ip,
+                            row.id,
+                            marker.expires_at,
+                            marker.jails,
+                            self._account,
+                            self._rule.action,
+                        )  # fmt: skip
                     )
         owned.extend(self.full.list_spilled())
         return owned

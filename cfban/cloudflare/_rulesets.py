@@ -11,6 +11,7 @@ starts with ``cfban v1 rule`` and an expression naming the list.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from cfban.cloudflare._http import CloudflareHttp, NotFoundError
@@ -49,13 +50,17 @@ class ListRule:
             "ref": self.ref,
         }
 
+    def names_list(self, expression: str) -> bool:
+        """Whether ``expression`` names this list (``$cfban`` is not ``$cfban_block``)."""
+        return re.search(rf"\${re.escape(self.list_name)}(?![A-Za-z0-9_])", expression) is not None
+
     def find(self, ruleset: Ruleset) -> RulesetRule | None:
         """cfban's rule in ``ruleset``, if it is there."""
         for rule in ruleset.rules:
             if rule.ref == self.ref:
                 return rule
             described = (rule.description or "").startswith(RULE_PREFIX)
-            if described and f"${self.list_name}" in rule.expression:
+            if described and self.names_list(rule.expression):
                 return rule
         return None
 

@@ -138,7 +138,8 @@ def commit_and_hand_over(
     with StateStore.open(rules.state_dir, clock) as store:
         intake = Intake(rules, store)
         if command == "ban":
-            message = queued_ban_message(intake.ban(ip, jail, bantime), dry_run=rules.dry_run)
+            done = intake.ban(ip, jail, bantime, network=jail is None)
+            message = queued_ban_message(done, dry_run=rules.dry_run)
         else:
             message = queued_unban_message(intake.unban(ip, jail), dry_run=rules.dry_run)
         warning = delivery_warning(store.delivery_record(), store.oldest_queued_at(), clock.now())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from cfban.rules import stricter
 from cfban.state import _history, _outbox
 
 
@@ -25,6 +26,7 @@ class Desired:
 
     expires_at: float | None
     jails: tuple[str, ...]
+    action: str = "block"
 
 
 def later(a: float | None, b: float | None) -> float | None:
@@ -37,14 +39,16 @@ def later(a: float | None, b: float | None) -> float | None:
 def desired(conn: sqlite3.Connection, target: str) -> Desired | None:
     """The entry the holders of ``target`` want, or None when nobody holds it."""
     rows = conn.execute(
-        "SELECT jail, expires_at FROM holders WHERE target = ? ORDER BY jail", (target,)
+        "SELECT jail, expires_at, action FROM holders WHERE target = ? ORDER BY jail", (target,)
     ).fetchall()
     if not rows:
         return None
     expiry: float | None = rows[0]["expires_at"]
+    action: str = rows[0]["action"]
     for row in rows[1:]:
         expiry = later(expiry, row["expires_at"])
-    return Desired(expiry, tuple(row["jail"] for row in rows))
+        action = stricter(action, row["action"])
+    return Desired(expiry, tuple(row["jail"] for row in rows), action)
 
 
 def _covered(ban: sqlite3.Row, want: Desired) -> bool:
@@ -54,6 +58,9 @@ def _covered(ban: sqlite3.Row, want: Desired) -> bool:
     pushed = None if ban["pushed_permanent"] else ban["pushed_expires"]
     if later(pushed, want.expires_at) != pushed:
         return False
+    action = ban["pushed_action"] or "block"
+    if stricter(action, want.action) != action:
+        return False  # an entry only gets stricter while it stands
     return set(want.jails) <= set(filter(None, ban["pushed_jails"].split(",")))
 
 
@@ -72,27 +79,29 @@ def hold(
     jail: str,
     expires_at: float | None,
     now: float,
+    action: str = "block",
 ) -> bool:
-    """Record that ``jail`` holds ``target`` until ``expires_at`` (never shortening an
-    existing hold); queue an add unless Cloudflare already has all of it. Return whether an
-    add was queued. A hold that is new, or renews one that had ended, is a ban *started*: it
-    goes into the ban history."""
+    """Record that ``jail`` holds ``target`` until ``expires_at`` with ``action`` (never
+    shortening an existing hold, nor making it milder); queue an add unless Cloudflare already
+    has all of it. Return whether an add was queued. A hold that is new, or renews one that
+    had ended, is a ban *started*: it goes into the ban history."""
     old = conn.execute(
-        "SELECT expires_at FROM holders WHERE target = ? AND jail = ?", (target, jail)
+        "SELECT expires_at, action FROM holders WHERE target = ? AND jail = ?", (target, jail)
     ).fetchone()
     running = old is not None and (old["expires_at"] is None or old["expires_at"] > now)
     if running:
         expires_at = later(old["expires_at"], expires_at)
+        action = stricter(old["action"], action)
     else:
         _history.record_ban(
             conn, target=target, address=address, jail=jail, banned_at=now, expires_at=expires_at
         )
     conn.execute(
-        "INSERT INTO holders (target, jail, address, banned_at, expires_at) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (target, jail) DO UPDATE SET "
+        "INSERT INTO holders (target, jail, address, banned_at, expires_at, action) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (target, jail) DO UPDATE SET "
         "address = excluded.address, banned_at = excluded.banned_at, "
-        "expires_at = excluded.expires_at",
-        (target, jail, address, now, expires_at),
+        "expires_at = excluded.expires_at, action = excluded.action",
+        (target, jail, address, now, expires_at, action),
     )
     want = desired(conn, target)
     assert want is not None

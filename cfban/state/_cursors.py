@@ -26,6 +26,7 @@ class Hold:
     target: str
     jail: str
     expires_at: float | None
+    action: str = "block"
 
 
 def load_cursors(conn: sqlite3.Connection) -> dict[str, StoredCursor]:

@@ -103,10 +103,18 @@ def m003_history_delivery_status(conn: sqlite3.Connection) -> None:
     )
 
 
+def m004_ban_actions(conn: sqlite3.Connection) -> None:
+    """What each hold asks Cloudflare to do (``block``, ``managed_challenge``...), and the
+    action Cloudflare confirmed for each entry. Holds made before it were blocks."""
+    conn.execute("ALTER TABLE holders ADD COLUMN action TEXT NOT NULL DEFAULT 'block'")
+    conn.execute("ALTER TABLE bans ADD COLUMN pushed_action TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_bans_holders_outbox,
     m002_cursors,
     m003_history_delivery_status,
+    m004_ban_actions,
 )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cfban.clock import Clock
+from cfban.rules import stricter
 from cfban.state import _bans, _cursors, _history, _outbox
 from cfban.state._cursors import Hold, StoredCursor
 from cfban.state._db import Database
@@ -38,6 +39,7 @@ class BanView:
     attempts: int
     last_error: str | None
     note: str | None
+    action: str = "block"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class AddJob:
     op: OutboxOp
     expires_at: float | None
     jails: tuple[str, ...]
+    action: str = "block"
 
 
 class StateStore:
@@ -86,7 +89,15 @@ class StateStore:
 
     # -- decisions ---------------------------------------------------------------------------
 
-    def hold(self, *, address: str, target: str, jail: str, expires_at: float | None) -> bool:
+    def hold(
+        self,
+        *,
+        address: str,
+        target: str,
+        jail: str,
+        expires_at: float | None,
+        action: str = "block",
+    ) -> bool:
         """Commit that ``jail`` bans ``target``; return whether an add was queued."""
         with self.db.write() as conn:
             return _bans.hold(
@@ -96,6 +107,7 @@ class StateStore:
                 jail=jail,
                 expires_at=expires_at,
                 now=self.clock.now(),
+                action=action,
             )
 
     def commit_holds(
@@ -207,7 +219,7 @@ class StateStore:
                 if want is None:  # cannot happen: a release replaces the add; be safe
                     _outbox.finish(conn, op.id)
                     continue
-                jobs.append(AddJob(op, want.expires_at, want.jails))
+                jobs.append(AddJob(op, want.expires_at, want.jails, want.action))
         return jobs
 
     def take_removes(self, limit: int) -> list[OutboxOp]:
@@ -239,13 +251,14 @@ class StateStore:
                     continue
                 conn.execute(
                     "UPDATE bans SET state = 'delivered', backend = ?, pushed_expires = ?, "
-                    "pushed_permanent = ?, pushed_jails = ?, delivered_at = ?, updated_at = ?, "
-                    "note = NULL WHERE target = ?",
+                    "pushed_permanent = ?, pushed_jails = ?, pushed_action = ?, delivered_at = ?, "
+                    "updated_at = ?, note = NULL WHERE target = ?",
                     (
                         backend,
                         job.expires_at,
                         int(job.expires_at is None),
                         ",".join(job.jails),
+                        job.action,
                         now,
                         now,
                         target,
@@ -322,23 +335,28 @@ class StateStore:
 
     def held_targets(self) -> dict[str, _bans.Desired]:
         """Every held target and what its holders want."""
-        grouped: dict[str, list[tuple[str, float | None]]] = {}
-        for row in self.db.read("SELECT target, jail, expires_at FROM holders ORDER BY jail"):
-            grouped.setdefault(row["target"], []).append((row["jail"], row["expires_at"]))
+        grouped: dict[str, list[tuple[str, float | None, str]]] = {}
+        for row in self.db.read(
+            "SELECT target, jail, expires_at, action FROM holders ORDER BY jail"
+        ):
+            grouped.setdefault(row["target"], []).append(
+                (row["jail"], row["expires_at"], row["action"])
+            )
         result: dict[str, _bans.Desired] = {}
         for target, held in sorted(grouped.items()):
-            expiry = held[0][1]
-            for _jail, other in held[1:]:
+            expiry, action = held[0][1], held[0][2]
+            for _jail, other, act in held[1:]:
                 expiry = _bans.later(expiry, other)
-            result[target] = _bans.Desired(expiry, tuple(j for j, _ in held))
+                action = stricter(action, act)
+            result[target] = _bans.Desired(expiry, tuple(j for j, _, _ in held), action)
         return result
 
     def bans(self) -> list[BanView]:
         """Every target with a holder or a pending operation, sorted by target."""
-        holders: dict[str, list[tuple[str, str, float, float | None]]] = {}
+        holders: dict[str, list[tuple[str, str, float, float | None, str]]] = {}
         for row in self.db.read("SELECT * FROM holders ORDER BY target, jail"):
             holders.setdefault(row["target"], []).append(
-                (row["jail"], row["address"], row["banned_at"], row["expires_at"])
+                (row["jail"], row["address"], row["banned_at"], row["expires_at"], row["action"])
             )
         ops = {op.target: op for op in self.outbox()}
         views: list[BanView] = []
@@ -346,8 +364,10 @@ class StateStore:
             target = row["target"]
             held = holders.get(target, [])
             expiry: float | None = held[0][3] if held else None
+            action: str = held[0][4] if held else (row["pushed_action"] or "block")
             for item in held[1:]:
                 expiry = _bans.later(expiry, item[3])
+                action = stricter(action, item[4])
             op = ops.get(target)
             views.append(
                 BanView(
@@ -361,6 +381,7 @@ class StateStore:
                     attempts=op.attempts if op else 0,
                     last_error=op.last_error if op else None,
                     note=row["note"],
+                    action=action,
                 )
             )
         return views

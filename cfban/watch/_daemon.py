@@ -48,6 +48,9 @@ ROUND_DEADLINE = 10.0
 #: Seconds the last delivery round may take when stopping: whatever is left stays queued
 #: (durably) for the next start, so a failing Cloudflare never holds up a stop for long.
 STOP_DEADLINE = 5.0
+#: Seconds between looks at the age of the shared allowlist copy (it is read again when
+#: older than [cloudflare] allowlist_refresh).
+ALLOWLIST_CHECK = 30.0
 
 
 @dataclass
@@ -173,6 +176,7 @@ class Daemon:
         watcher: Watcher | None = None
         self._intake = self._make_intake(service)
         try:
+            service.refresh_allowlist()  # before the first line is read
             cursors = service.store.cursors()
             self._attach_files({path: Cursor(*stored) for path, stored in cursors.items()})
             watcher = Watcher({p.parent for j in self.jails for p in map(Path, j.logpaths)})
@@ -302,9 +306,17 @@ class Daemon:
 
     def _deliver_loop(self) -> None:
         service = self._factory(self.settings)
+        next_allowlist = self.clock.monotonic() + ALLOWLIST_CHECK  # run() read it at start
         try:
             while True:
                 stopping = self._stop.is_set()
+                if not stopping and self.clock.monotonic() >= next_allowlist:
+                    # the shared allowlist: read at start-up, then whenever the copy is stale
+                    try:
+                        service.refresh_allowlist()
+                    except CfbanError as exc:
+                        log.error("could not use the shared allowlist: %s", exc)
+                    next_allowlist = self.clock.monotonic() + ALLOWLIST_CHECK
                 try:
                     report = service.deliver(deadline=STOP_DEADLINE if stopping else ROUND_DEADLINE)
                 except CfbanError as exc:
