@@ -159,6 +159,9 @@ class NetLab:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=10)
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
         for netns in reversed(self._namespaces):
             run("ip", "netns", "del", netns, check=False)
 
