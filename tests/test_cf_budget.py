@@ -4,36 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cfban.clock import FakeClock
-from cfban.cloudflare import BanEntry, ListBackend, ListFullError, make_backend, parse_marker
-from cfban.config import Settings
-from tests.cfemu import BASE_URL, Emulator
+from cfban.cloudflare import BanEntry, ListFullError, parse_marker
+from tests.cfemu import Emulator
+from tests.test_cf_lists import backend
 
 T0 = 1_800_000_000.0
 ITEMS = "/accounts/{account_id}/rules/lists/{list_id}/items"
-
-
-def backend(emu: Emulator, state: Path, **cloudflare: Any) -> ListBackend:
-    values: dict[str, Any] = {
-        "api_token": emu.token,
-        "api_url": BASE_URL,
-        "backend": "list",
-        "zone_id": emu.zone_id,
-        "account_id": emu.account_id,
-    }
-    values.update(cloudflare)
-    made = make_backend(
-        Settings.model_validate({"cloudflare": values}),
-        clock=emu.clock,
-        state_dir=state,
-        transport=emu.transport(),
-    )
-    assert isinstance(made, ListBackend)
-    return made
 
 
 def addresses(count: int, start: int = 0) -> list[str]:
