@@ -23,14 +23,14 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from cfban.errors import CfbanError, FilterError, LogError
 from cfban.fail2ban import Failure, Filter, LineMatcher, decode_line, load_filter
-from cfban.fail2ban._fragments import compile_native, native_available
+from cfban.fail2ban._fragments import SpanSearch, compile_native, native_available
 from cfban.fail2ban._matcher import not_log_line
 from cfban.fail2ban._scan import ChunkScanner, split_chunks
 
@@ -44,7 +44,7 @@ _CHUNK = 1 << 22
 _CONFIG_SUFFIXES = (".conf", ".local")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Match:
     """One failure: the 1-based line number, the failure's address and its time (epoch)."""
 
@@ -249,14 +249,14 @@ _NOT_LOG_LINE = re.compile(rb"\n(?=[#\n]|\r(?:\n|\Z))")
 def _not_log_lines(chunk: bytes) -> int:
     """How many lines of ``chunk`` are empty or ``#`` comments (not lines of the log)."""
     first = chunk[:1] in (b"#", b"\n") or chunk[:2] == b"\r\n" or chunk == b"\r"
-    if _MAYBE_NOT_LOG_LINE is not None and _MAYBE_NOT_LOG_LINE(chunk) is None:
+    if _MAYBE_NOT_LOG_LINE is not None and _MAYBE_NOT_LOG_LINE(chunk, 0) is None:
         return int(first)  # the usual case, found three times faster by the native engine
     return len(_NOT_LOG_LINE.findall(chunk)) + first
 
 
 #: A line end before a line that may not be a log line (``None``: no native engine).
-_MAYBE_NOT_LOG_LINE: Callable[[bytes], object] | None = (
-    compile_native(r"\n[\n#\r]").search if native_available() else None  # type: ignore[attr-defined]
+_MAYBE_NOT_LOG_LINE: SpanSearch | None = (
+    compile_native(r"\n[\n#\r]") if native_available() else None
 )
 
 

@@ -29,7 +29,7 @@ finder is used.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
@@ -247,29 +247,56 @@ def chain(pattern: re.Pattern[str], cuts: Sequence[Cut]) -> str | None:
 
 
 #: The most variants of one chain tried on the first chunk.
-MAX_VARIANTS = 6
+MAX_VARIANTS = 10
+#: The fewest letters and digits a word start needs to be tried as the start of a chain.
+MIN_WORD = 4
+_WORD_PIECE = re.compile(r"[A-Za-z0-9]")
 
 
 def variants(pieces: Sequence[Piece]) -> list[str]:
     """The whole chain, then the chain without its leading runs, from each later run (pieces
-    between gaps): a shorter chain matches more lines, but the native engine may skip ahead
-    faster to a start it can find with ``memchr``. Each matches a superset of the regex's
-    lines."""
+    between gaps), then the chain from each word of letters and digits inside a run (at least
+    :data:`MIN_WORD` of them): a shorter chain matches more lines, but the native engine
+    skips ahead much faster to a start that is a rare word (``limiting`` rather than
+    ``[a-z]+\\]``). Each matches a superset of the regex's lines: dropping leading pieces of
+    a chain only widens it."""
     runs: list[list[Piece]] = [[]]
     for piece in pieces:
         if piece is None:
             runs.append([])
         else:
             runs[-1].append(piece)
+    starts: list[tuple[int, int]] = [(index, 0) for index, run in enumerate(runs) if run]
+    for index, run in enumerate(runs):
+        starts.extend((index, at) for at in _word_starts(run) if at > 0)
     out: list[str] = []
-    for start, run in enumerate(runs):
-        if not run:
-            continue
-        rest = [piece for later in runs[start:] for piece in [*later, _GAP]]
+    words = 0
+    for index, at in starts:
+        rest = [*runs[index][at:], _GAP] + [
+            piece for later in runs[index + 1 :] for piece in [*later, _GAP]
+        ]
         text = join(rest)
         if text is not None and _required_chars(text) >= MIN_CHAIN_CHARS and text not in out:
             out.append(text)
-    return out[:1] + out[1:][-(MAX_VARIANTS - 1) :]
+            words += at > 0
+    runs_out = out[: len(out) - words]  # the whole chain first, then the latest runs
+    return (runs_out[:1] + runs_out[1:][-(MAX_VARIANTS // 2 - 1) :] + out[len(runs_out) :])[
+        :MAX_VARIANTS
+    ]
+
+
+def _word_starts(run: Sequence[Piece]) -> list[int]:
+    """Where words of at least :data:`MIN_WORD` literal letters or digits start in ``run``."""
+    found: list[int] = []
+    length = 0
+    for at, piece in enumerate([*run, None]):
+        if piece is not None and _WORD_PIECE.fullmatch(piece):
+            length += 1
+            continue
+        if length >= MIN_WORD:
+            found.append(at - length)
+        length = 0
+    return found
 
 
 def native_available() -> bool:
@@ -314,16 +341,66 @@ def pattern_finder(flt: Filter, *, native: bool = True) -> PatternFinder | None:
     return PatternFinder(options, compile_chain)
 
 
-def compile_native(source: str) -> object:
-    """``source`` compiled by the native engine (``google-re2``), for bytes."""
+#: Where a pattern first matches ``data`` at or after ``pos``: ``(start, end)``, or ``None``.
+SpanSearch = Callable[[bytes, int], "tuple[int, int] | None"]
+
+
+def compile_native(source: str) -> SpanSearch:
+    """``source`` compiled by the native engine (``google-re2``), for bytes: its span search.
+
+    The package's ``search`` wraps each call in Python (a generator, a match object): about
+    5 us, more than the native search of a chunk's next candidate costs. The span search
+    calls the compiled ``RE2`` object directly when it answers as expected (checked here
+    once per pattern), else goes through the public ``search``.
+    """
     import re2
 
-    return re2.compile(source.encode("ascii"))
+    compiled = re2.compile(source.encode("ascii"))
+    direct = _direct_span(compiled)
+    if direct is not None:
+        return direct
+    public = compiled.search
+
+    def span(data: bytes, pos: int) -> tuple[int, int] | None:
+        found = public(data, pos)
+        return None if found is None else found.span()
+
+    return span
 
 
-def compile_python(source: str) -> object:
-    """``source`` compiled by Python's ``re``, for bytes (chains are Python syntax too)."""
-    return re.compile(source.encode("ascii"))
+def _direct_span(compiled: Any) -> SpanSearch | None:
+    """The compiled ``RE2`` object's own match call, if this version of the package has it
+    and it agrees with the public ``search`` on a probe; else ``None``."""
+    try:
+        import re2
+
+        match = compiled._regexp.Match
+        unanchored = re2._Anchor.UNANCHORED
+        probe = b"\n" + bytes(range(32, 127)) * 2
+        expected = compiled.search(probe, 1)
+        spans = match(unanchored, probe, 1, len(probe))
+        if (expected.span() if expected is not None else (-1, -1)) != tuple(spans[0]):
+            return None
+    except Exception:  # noqa: BLE001 - any difference: use the public API
+        return None
+
+    def span(data: bytes, pos: int) -> tuple[int, int] | None:
+        found: tuple[int, int] = match(unanchored, data, pos, len(data))[0]
+        return None if found[0] < 0 else found
+
+    return span
+
+
+def compile_python(source: str) -> SpanSearch:
+    """``source`` compiled by Python's ``re``, for bytes (chains are Python syntax too): its
+    span search."""
+    search = re.compile(source.encode("ascii")).search
+
+    def span(data: bytes, pos: int) -> tuple[int, int] | None:
+        found = search(data, pos)
+        return None if found is None else found.span()
+
+    return span
 
 
 def _required_chars(text: str) -> int:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from cfban.clock import SystemClock
 from cfban.fail2ban._dates import DateDetector
 from cfban.fail2ban._model import DateMatch, Failure, FilterDefinition
+from cfban.fail2ban._oneline import OneLine
 from cfban.fail2ban._prefilter import Prefilter, date_cut
 from cfban.fail2ban._prefilter import build as build_prefilter
 from cfban.fail2ban._regex import CompiledFilter, compile_filter
@@ -101,6 +102,8 @@ class Filter:
         self._might_match: Callable[[str], bool] | None = None
         self._might_match_plain: Callable[[str], bool] | None = None
         self._prefilter: Prefilter | None = None
+        #: The short failregex loop, for a filter it fits (else ``Search``, the full loop).
+        self._one_line = OneLine(self) if OneLine.fits(self) else None
         if not self._multiline:
             cuts = None
             if isinstance(dates, DateDetector):
@@ -141,6 +144,9 @@ class Filter:
             self._cap(line)
             return None
         tline, epoch = self._split_date(self._cap(line))
+        if self._one_line is not None:
+            failures = self._one_line.failures(tline, epoch)
+            return failures[0] if failures else None
         for failure in Search(self, [tline], epoch, None, check_all=False).run():
             if failure.host is not None and "nofail" not in failure.groups:
                 return failure
@@ -288,16 +294,30 @@ class LineMatcher:
         return False
 
     def feed(
-        self, line: str, *, known_time: float | None = None, check_all: bool = False
+        self,
+        line: str,
+        *,
+        known_time: float | None = None,
+        check_all: bool = False,
+        candidate: bool = False,
     ) -> list[Failure]:
         """The failures completed by ``line``.
 
         ``known_time`` skips date detection (a journal entry, whose time is known);
         ``check_all`` tries every failregex, as fail2ban's sample tests do, and also returns
-        ``nofail`` matches and pending session matches (``host`` ``None``).
+        ``nofail`` matches and pending session matches (``host`` ``None``); ``candidate``: a
+        candidate finder chose the line, the literal prefilter is not asked again.
         """
         flt = self.filter
-        might_match = flt._might_match
+        one_line = flt._one_line
+        might_match = None if candidate else flt._might_match
+        if one_line is not None and known_time is None and not check_all:
+            # the usual case in fewer steps: a single-line filter, a line with a valid date
+            if might_match is None or might_match(line):
+                line = flt._cap(line)
+                found = flt.dates.find(line)
+                if found is not None and found.epoch is not None and found.end > found.start:
+                    return self._dated(one_line, line, found.start, found.end, found.epoch)
         if might_match is not None and not might_match(line):
             if known_time is not None:
                 flt._cap(line)  # counts a truncated line
@@ -336,6 +356,8 @@ class LineMatcher:
                     tline, epoch = ("", self._last_date_text, line), last
                 elif found is not None and not text:
                     epoch = now
+        if one_line is not None and not check_all:
+            return one_line.failures(tline, epoch)
         if flt._multiline:
             self.buffer.append(tline)
             self.buffer = self.buffer[-flt.definition.maxlines :]
@@ -346,6 +368,28 @@ class LineMatcher:
         if check_all:
             return found_failures
         return [f for f in found_failures if f.host is not None and "nofail" not in f.groups]
+
+    def _dated(
+        self, one_line: OneLine, line: str, start: int, end: int, epoch: float
+    ) -> list[Failure]:
+        """The failures of ``line``, whose date (``line[start:end]``) is valid."""
+        self._pending.clear()  # this date supersedes the skipped lines' dates
+        text = line[start:end]
+        self._last_date, self._last_date_text = epoch, text
+        return one_line.failures((line[:start], text, line[end:]), epoch)
+
+    def feed_candidate(self, raw: bytes) -> tuple[str, list[Failure]]:
+        """``feed_raw`` for a line a candidate finder chose (``_candidates``): the literal
+        prefilter is not asked again (it only narrows, so results are the same)."""
+        flt = self.filter
+        line = decode_line(raw)
+        one_line = flt._one_line
+        if one_line is not None:
+            line = flt._cap(line)
+            found = flt.dates.find(line)
+            if found is not None and found.epoch is not None and found.end > found.start:
+                return line, self._dated(one_line, line, found.start, found.end, found.epoch)
+        return line, self.feed(line, candidate=True)
 
     def feed_raw(self, raw: bytes) -> tuple[str, list[Failure]] | None:
         """Decode (``decode_line``, UTF-8) and feed one raw line: ``(text, failures)``.

@@ -29,7 +29,7 @@ __all__ = ["ChunkScanner", "Hit", "SkippedLines", "split_chunks"]
 _NEWLINE = b"\n"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Hit:
     """A line of the chunk the filter had to look at: its index (``-1`` when the scan does
     not count lines), its offset in the chunk, its text and its failures."""
@@ -83,7 +83,7 @@ class ChunkScanner:
             return list(self._every_line(chunk))
         count_lines = self.count_lines
         matcher = self.matcher
-        feed_raw = matcher.feed_raw
+        feed = matcher.feed_candidate
         pending = matcher._pending
         skip_comments = self.skip_comments
         hits: list[Hit] = []
@@ -103,13 +103,11 @@ class ChunkScanner:
             if start > done:
                 pending.append(SkippedLines(chunk, done, start, skip_comments))
             done = end + 1
-            result = feed_raw(raw)
-            if result is None:
-                continue
+            text, failures = feed(raw)
             if count_lines:
                 index += chunk.count(_NEWLINE, counted, start)
                 counted = start
-            hits.append(Hit(index if count_lines else -1, result[0], result[1], start))
+            hits.append(Hit(index if count_lines else -1, text, failures, start))
         if count_lines:
             index += chunk.count(_NEWLINE, counted)
             self.lines = index + (size > 0 and chunk[-1] != 0x0A)

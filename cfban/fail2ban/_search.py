@@ -20,7 +20,7 @@ from cfban.fail2ban._regex import CompiledRegex
 if TYPE_CHECKING:
     from cfban.fail2ban._matcher import Filter, LineMatcher
 
-_INTERNAL_KEYS = frozenset(
+INTERNAL_KEYS = frozenset(
     {"matches", "nofail-matches", "users", "mlfpending", "mlfforget", "mlfgained", "content"}
 )
 
@@ -162,7 +162,7 @@ class Search:
                 return None
         else:
             groups["matches"] = list(groups.get("matches", [])) + list(matched)
-        host = _failure_host(groups, self.flt.definition.usedns)
+        host = failure_host(groups, self.flt.definition.usedns)
         if host is None:
             if mlfid is None:
                 self.flt.stats["no failure id"] += 1
@@ -177,7 +177,7 @@ def _any_search(regexes: Iterable[CompiledRegex], text: str) -> bool:
     return any(regex.pattern.search(text) is not None for regex in regexes)
 
 
-def _failure_host(groups: dict[str, Any], usedns: str) -> str | None:
+def failure_host(groups: dict[str, Any], usedns: str) -> str | None:
     """The failure id (fail2ban-format.md §2.4 steps 6-8); ``fid`` wins when it differs.
 
     A ``dns`` capture is never resolved here: with ``usedns = no`` a name is no failure, with
@@ -265,7 +265,7 @@ def _add_user(groups: dict[str, Any], user: str | None) -> set[str] | None:
 def _to_failure(
     host: str | None, epoch: float | None, groups: dict[str, Any], index: int
 ) -> Failure:
-    out = {k: v for k, v in groups.items() if isinstance(v, str) and k not in _INTERNAL_KEYS}
+    out = {k: v for k, v in groups.items() if isinstance(v, str) and k not in INTERNAL_KEYS}
     if groups.get("nofail"):
         out["nofail"] = str(groups["nofail"])
     users = groups.get("users")

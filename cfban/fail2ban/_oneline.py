@@ -1,0 +1,83 @@
+"""The failregex loop for one line of a plain single-line filter, in fewer steps.
+
+Most filters are single-line, have no ``prefregex`` and no ``<F-MLFID>`` sessions. For them
+fail2ban's loop (``_search.Search``) reduces to: the first failregex that matches the line
+(date cut out) decides; an ignoreregex that matches the same text drops it; the failure id
+comes from its groups. :class:`OneLine` does exactly that, with what ``Search`` computes per
+line (the regex list, the group filters) computed once per filter: the same failures, the same
+``no failure id`` count, at a fraction of the cost per line. ``tests/test_f2b_oneline.py``
+compares the two on every stock and bundled filter's sample lines.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from cfban.fail2ban._model import Failure
+from cfban.fail2ban._search import INTERNAL_KEYS, TupleLine, failure_host
+
+if TYPE_CHECKING:
+    from cfban.fail2ban._matcher import Filter
+
+__all__ = ["OneLine"]
+
+#: Groups the full loop gives a meaning of its own: a failregex that captures one goes there.
+_SPECIAL_GROUPS = INTERNAL_KEYS | {"mlfid", "nofail"}
+
+_Regex = tuple[int, Callable[[str], Any], tuple[tuple[str, str], ...]]
+
+
+class OneLine:
+    """The failures of one line of ``flt``, as ``Search(...).run()`` without ``check_all``
+    followed by the matcher's filter (a host, no ``nofail``)."""
+
+    __slots__ = ("_ignores", "_regexes", "_stats", "_usedns")
+
+    def __init__(self, flt: Filter) -> None:
+        compiled = flt.compiled
+        self._regexes: tuple[_Regex, ...] = tuple(
+            (index, regex.pattern.search, regex.alt_names)
+            for index, regex in enumerate(compiled.failregex)
+        )
+        self._ignores = tuple(regex.pattern.search for regex in compiled.ignoreregex)
+        self._usedns = flt.definition.usedns
+        self._stats: Counter[str] = flt.stats
+
+    @classmethod
+    def fits(cls, flt: Filter) -> bool:
+        """Whether ``flt`` is a filter this loop gives the full loop's results for."""
+        compiled = flt.compiled
+        return (
+            not flt._multiline
+            and compiled.prefregex is None
+            and not any(
+                _SPECIAL_GROUPS.intersection(regex.pattern.groupindex) or regex.has_skiplines
+                for regex in compiled.failregex
+            )
+        )
+
+    def failures(self, tline: TupleLine, epoch: float | None) -> list[Failure]:
+        """The failures of the line ``tline`` (before the date, the date, after it)."""
+        before, date, after = tline
+        text = before + after + "\n"
+        for index, search, alt_names in self._regexes:
+            found = search(text)
+            if found is None:
+                continue
+            for ignore in self._ignores:
+                if ignore(text) is not None:
+                    return []
+            captured: dict[str, Any] = found.groupdict()
+            for alt, target in alt_names:
+                value = captured.get(alt)
+                if value and not captured.get(target):
+                    captured[target] = value
+            groups = {key: value for key, value in captured.items() if value is not None}
+            host = failure_host(groups, self._usedns)
+            if host is None:
+                self._stats["no failure id"] += 1
+                return []
+            return [Failure(host, epoch, groups, (before + date + after,), index)]
+        return []
