@@ -1,6 +1,7 @@
 """The chunk scanner finds exactly what the plain engine finds: same lines, hosts, times.
 
-The plain engine is ``LineMatcher.feed_raw`` on every line; the scanner
+The plain engine is ``LineMatcher.feed_raw`` on every line with the full failregex loop; the
+scanner
 (``cfban.fail2ban._scan``) looks only at the candidate lines its finder returns. Both run over
 every stock fail2ban filter with its own sample log and over every bundled filter with its
 samples, with each finder (native chain, literal probes), in one chunk and cut into small
@@ -52,7 +53,9 @@ def _special(raw: bytes) -> bool:
 
 
 def plain(flt: Filter, data: bytes, *, skip_comments: bool) -> Found:
-    """What ``feed_raw`` line by line finds: (line index, [(host, time, regex)])."""
+    """What ``feed_raw`` line by line finds with fail2ban's full failregex loop (not the
+    short one of ``_oneline``): (line index, [(host, time, regex)])."""
+    flt._one_line = None
     matcher = LineMatcher(flt)
     lines = data.split(b"\n")
     if data.endswith(b"\n"):

@@ -11,6 +11,7 @@ The specification is fail2ban's own behaviour (filter files, tags, dates). Modul
 ``_prefilter``  literals every failure contains: lines without them skip the pipeline
 ``_matcher``    the pure per-line pipeline: :class:`Filter`; :class:`LineMatcher` for state
 ``_search``     the failregex loop of one line (or buffer) and the failure it gives
+``_oneline``    the same loop in fewer steps for plain single-line filters
 ``_scan``       a filter over a whole chunk of lines, looking only at candidate lines
 ``_candidates`` chunk-wide searches for candidate lines (native regex, or literal probes)
 ``_fragments``  failregexes reduced to native regexes that match a superset of their lines
