@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cfban._resources import filters_dir
-from cfban.fail2ban import Filter, LineMatcher
+from cfban.fail2ban import Filter, FilterDefinition, LineMatcher, RegexSource
 from cfban.fail2ban._candidates import CandidateFinder, LiteralFinder, finder_for
 from cfban.fail2ban._fragments import native_available, pattern_finder
 from cfban.fail2ban._scan import ChunkScanner, split_chunks
@@ -351,3 +351,24 @@ def test_every_chain_variant_finds_every_matching_line(name: str) -> None:
                 for failure in result[1]:
                     for text in finder.options[failure.regex_index]:
                         assert re2.compile(text.encode()).search(raw), (stem, text, raw)
+
+
+def test_skipped_lines_after_a_settle_still_give_the_last_date() -> None:
+    """A candidate without a date settles the skipped lines before it; the lines skipped
+    after that must still reach the matcher (a later dateless candidate takes their date)."""
+    definition = FilterDefinition(
+        name="dateless",
+        failregex=(RegexSource(r"^\s*bad <HOST>", "failregex"),),
+        datepattern="^%Y-%m-%d %H:%M:%S",
+        logtimezone="UTC",
+    )
+    lines = [b"2026-12-03 10:00:00 ok", b"bad 192.0.2.1", b"2026-12-03 11:00:00 ok"]
+    data = b"\n".join([*lines, b"bad 192.0.2.2"]) + b"\n"
+
+    def make() -> Filter:
+        return Filter(definition, now=lambda: 1_796_295_630.0)  # 2026-12-03 11:00:30 UTC
+
+    expected = plain(make(), data, skip_comments=False)
+    assert expected[-1] == (3, [("192.0.2.2", 1_796_295_600.0, 0)])
+    got = scanned(make(), data, skip_comments=False, finder=LiteralFinder([b"bad"]))
+    assert got == expected

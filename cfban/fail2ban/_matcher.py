@@ -274,7 +274,8 @@ class LineMatcher:
 
     def _settle(self) -> None:
         """Parse the dates of the skipped lines, newest first, until one has a valid date."""
-        pending, self._pending = self._pending, []
+        pending = self._pending[:]
+        self._pending.clear()  # in place: a chunk scan holds this very list
         for raw in reversed(pending):
             if isinstance(raw, SkippedLines):
                 if any(self._take_date(line) for line in raw.newest_first()):
