@@ -150,6 +150,8 @@ class DateDetector:
         self._hours: dict[int, float] = {}
         self._minutes: dict[tuple[int, str, str], object] = {}
         self._last = len(self.templates) - 1
+        #: Per template, the group number of its seconds (``%S``), 0 without.
+        self._seconds = tuple(t.regex.groupindex.get("S", 0) for t in self.templates)
         try:
             self._plan: _SearchPlan | None = _SearchPlan(self.templates)
         except (ValueError, re.error, RecursionError, OverflowError):
@@ -204,7 +206,7 @@ class DateDetector:
         template = self.templates[index]
         text_key = template.text_key
         if text_key:  # the same date at the same place: the very same answer
-            span_key = (index, start, found.group(1))
+            span_key = (index, start, found.string[start:end])
             known = self._matches.get(span_key)
             if known is not None:
                 return known
@@ -252,10 +254,10 @@ class DateDetector:
         seconds (``%S``, 00-59): within a minute the epoch grows with the seconds, so a log
         costs one parse per minute. ``_UNSEEN`` when that does not apply (no ``%S``, or the
         epoch depends on "now")."""
-        try:
-            first, last = found.span("S")
-        except IndexError:
+        seconds = self._seconds[index]
+        if not seconds:
             return _UNSEEN
+        first, last = found.span(seconds)
         text = found.string
         if not (start <= first < last <= end and last - first <= 2):
             return _UNSEEN

@@ -379,17 +379,24 @@ class LineMatcher:
         self._last_date, self._last_date_text = epoch, text
         return one_line.failures((line[:start], text, line[end:]), epoch)
 
+    def feed_dated(self, raw: bytes) -> tuple[str, list[Failure]] | None:
+        """``feed_raw`` in fewer steps for the usual line: a single-line filter's line with a
+        valid date. ``None``, with nothing done, for any other line (then use
+        :meth:`feed_candidate` or :meth:`feed_raw`). The literal prefilter is not asked: only
+        a candidate finder's lines should come here (the prefilter only narrows)."""
+        one_line = self.filter._one_line
+        if one_line is None or len(raw) > MAX_LINE_CHARS:
+            return None
+        line = decode_line(raw)
+        found = self.filter.dates.find(line)
+        if found is None or found.epoch is None or found.end <= found.start:
+            return None
+        return line, self._dated(one_line, line, found.start, found.end, found.epoch)
+
     def feed_candidate(self, raw: bytes) -> tuple[str, list[Failure]]:
         """``feed_raw`` for a line a candidate finder chose (``_candidates``): the literal
         prefilter is not asked again (it only narrows, so results are the same)."""
-        flt = self.filter
         line = decode_line(raw)
-        one_line = flt._one_line
-        if one_line is not None:
-            line = flt._cap(line)
-            found = flt.dates.find(line)
-            if found is not None and found.epoch is not None and found.end > found.start:
-                return line, self._dated(one_line, line, found.start, found.end, found.epoch)
         return line, self.feed(line, candidate=True)
 
     def feed_raw(self, raw: bytes) -> tuple[str, list[Failure]] | None:

@@ -1,4 +1,5 @@
-"""The values that flow between the parts of the fail2ban layer. Plain, frozen dataclasses."""
+"""The values that flow between the parts of the fail2ban layer. Plain dataclasses, frozen
+except :class:`Failure` (read-only by convention)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ class DateMatch:
     epoch: float | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made once per failure, and frozen costs 3x to make
 class Failure:
     """One failure found in the log.
 

@@ -83,8 +83,7 @@ class ChunkScanner:
             return list(self._every_line(chunk))
         count_lines = self.count_lines
         matcher = self.matcher
-        feed = matcher.feed_candidate
-        pending = matcher._pending
+        quick, feed = matcher.feed_dated, matcher.feed_candidate
         skip_comments = self.skip_comments
         hits: list[Hit] = []
         special = 0
@@ -97,13 +96,16 @@ class ChunkScanner:
             if end < 0:
                 end = size
             raw = chunk[start:end]
-            if skip_comments and not_log_line(raw):
+            if skip_comments and (not raw or raw[0] == 0x23 or raw == b"\r"):  # not_log_line
                 special += 1
                 continue
-            if start > done:
-                pending.append(SkippedLines(chunk, done, start, skip_comments))
+            result = quick(raw)
+            if result is None:  # the skipped lines' dates may matter: hand them over first
+                if start > done:
+                    matcher._pending.append(SkippedLines(chunk, done, start, skip_comments))
+                result = feed(raw)
             done = end + 1
-            text, failures = feed(raw)
+            text, failures = result
             if count_lines:
                 index += chunk.count(_NEWLINE, counted, start)
                 counted = start
@@ -112,6 +114,7 @@ class ChunkScanner:
             index += chunk.count(_NEWLINE, counted)
             self.lines = index + (size > 0 and chunk[-1] != 0x0A)
         self.special = special
+        pending = matcher._pending
         if done < size:
             pending.append(SkippedLines(chunk, done, size, skip_comments))
         if any(isinstance(entry, SkippedLines) for entry in pending):
