@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import logging
 import mmap
 import os
 import re
@@ -26,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cfban.errors import CfbanError, FilterError, LogError
 from cfban.fail2ban import Failure, Filter, LineMatcher, decode_line, load_filter
@@ -34,7 +33,8 @@ from cfban.fail2ban._fragments import compile_native, native_available
 from cfban.fail2ban._matcher import not_log_line
 from cfban.fail2ban._scan import ChunkScanner, split_chunks
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import logging
 
 #: How many matched lines a report keeps the text of (for a human summary).
 SAMPLE_LINES = 10
@@ -279,6 +279,16 @@ def _count_date_format(report: FilterReport, flt: Filter, line: str) -> None:
     report.date_formats["(no date)"] += 1
 
 
+def _logger() -> logging.Logger | None:
+    """This module's logger, or ``None`` when ``logging`` was never imported: then nothing
+    is set up to show a debug message, and the fast path spares the import (4 ms)."""
+    if "logging" not in sys.modules:
+        return None
+    import logging
+
+    return logging.getLogger(__name__)
+
+
 def scan_log(spec: str, log_path: str) -> FilterReport:
     """Load filter ``spec`` and run it over the log at ``log_path`` (``-``: standard input).
 
@@ -287,7 +297,9 @@ def scan_log(spec: str, log_path: str) -> FilterReport:
         LogError: the log cannot be read (exit code 1).
     """
     flt = open_filter(spec)
-    log.debug("filter %s from %s", flt.name, ", ".join(flt.definition.files))
+    logger = _logger()
+    if logger is not None:
+        logger.debug("filter %s from %s", flt.name, ", ".join(flt.definition.files))
     stream, source = _open_log(log_path)
     try:
         return run_filter(flt, stream, source=source)
