@@ -322,6 +322,28 @@ def test_json_fast_path_prints_what_the_command_prints(capsys: pytest.CaptureFix
     assert json_fast_path(["-v", "nginx-4xx", log]) is None
 
 
+def test_json_text_is_what_json_dumps_writes() -> None:
+    """The hand-written JSON of the fast path, byte for byte ``json.dumps``'s, also for
+    addresses and times it must escape or spell out."""
+    import json
+
+    from cfban.testfilter import FilterReport, Match
+
+    report = FilterReport("f", (), (), (), "<log>", lines=9, matched=7, ignored=1)
+    hosts = ["192.0.2.1", "2001:db8::1", 'a"b', "c\\d", "\u00e9x", "tab\there", "\x7f", ""]
+    times: list[float | None] = [1795570792.0, 1795570792.25, None, 1e20, 0.1, float("inf")]
+    times += [float("nan"), -3.0]
+    report.matches = [
+        Match(number, host, when, 0)
+        for number, (host, when) in enumerate(zip(hosts, times, strict=True), start=1)
+    ]
+    report.matches.append(Match(99, "192.0.2.1", 5.5, 1))  # an address seen before
+    want = json.dumps(report.to_json(), separators=(",", ":"))
+    assert report.json_text() == want
+    empty = FilterReport("f", (), (), (), "<log>")
+    assert empty.json_text() == json.dumps(empty.to_json(), separators=(",", ":"))
+
+
 @pytest.mark.real
 @pytest.mark.parametrize("name", [*STOCK, *(f"bundled:{n}" for n in BUNDLED)] or ["(none)"])
 def test_every_chain_variant_finds_every_matching_line(name: str) -> None:
