@@ -1,5 +1,6 @@
 """The values that flow between the parts of the fail2ban layer. Plain dataclasses, frozen
-except :class:`Failure` (read-only by convention)."""
+except the two made per log line, :class:`DateMatch` and :class:`Failure` (read-only by
+convention)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ class FilterDefinition:
     options: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one per new date text, and frozen costs 3x to make
 class DateMatch:
     """Where a date was found in a line, and what time it means.
 
