@@ -3,7 +3,9 @@ else the full command line."""
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import NoReturn
 
 
 def main() -> None:
@@ -15,6 +17,8 @@ def main() -> None:
         from cfban.testfilter import json_fast_path
 
         code = json_fast_path(args[1:])
+        if code is not None:
+            _exit_now(code)
     else:
         from cfban.intake.hook import fast_path
 
@@ -24,3 +28,13 @@ def main() -> None:
     from cfban.cli import main as cli_main
 
     cli_main()
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit once the output is flushed, without tearing the interpreter down: freeing every
+    module, compiled regex and match one by one costs ``test-filter`` 8 ms or more, and
+    nothing on its fast path waits for an exit handler (it starts no thread and sets up no
+    logging)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
