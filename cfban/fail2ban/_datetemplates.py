@@ -304,9 +304,8 @@ def build_templates(datepattern: str | None, year: int) -> tuple[DateTemplate, .
     Raises:
         FilterError: a line of the value is not a valid date template.
     """
-    every = _defaults(year)
     if datepattern is None:
-        return every
+        return _defaults(year)
     table = directives(year)
     templates: list[DateTemplate] = []
     names: set[str] = set()
@@ -333,7 +332,7 @@ def build_templates(datepattern: str | None, year: int) -> tuple[DateTemplate, .
             # it adds nothing; a value that yields no template at all gets the defaults below
             continue
         if key == LN_BEG:
-            add([t for t in every if t.line_begin], line, some)
+            add([t for t in _defaults(year) if t.line_begin], line, some)
         elif "{DATE}" in key:
             expanded = [
                 _make_template(_fill_date(line, _unbound(_source_name(p))), table)
@@ -344,4 +343,4 @@ def build_templates(datepattern: str | None, year: int) -> tuple[DateTemplate, .
             add([_make_template(_UNB + "^", table)], line, False)
         else:
             add([_make_template(line, table)], line, False)
-    return tuple(templates) or every
+    return tuple(templates) or _defaults(year)
