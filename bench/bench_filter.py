@@ -18,6 +18,7 @@ with its bytecode cached (``bench/out/pycache``), as an installed package has it
     python bench/bench_filter.py --reference-lines 200000   # fail2ban-regex on 200k lines
     python bench/bench_filter.py --only nginx-botsearch --no-fail2ban
     python bench/bench_filter.py --profile             # also: where cfban's time goes
+    python bench/bench_filter.py --seed 7              # other generated logs, same sizes
 
 With ``--reference-lines N`` both tools also run on the first N lines (identical counts are
 checked there) and fail2ban-regex's rate is taken from that run. Exit status 1 when match
@@ -79,13 +80,14 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def ensure_log(path: Path, lines: int, generator: str = "gen_access_log.py") -> None:
+def ensure_log(
+    path: Path, lines: int, generator: str = "gen_access_log.py", seed: int = 42
+) -> None:
     if path.exists():
         return
-    print(f"generating {path} ({lines} lines) ...", file=sys.stderr)
-    subprocess.run(
-        [sys.executable, str(HERE / generator), "-n", str(lines), "-o", str(path)], check=True
-    )
+    print(f"generating {path} ({lines} lines, seed {seed}) ...", file=sys.stderr)
+    command = [sys.executable, str(HERE / generator), "-n", str(lines), "-o", str(path)]
+    subprocess.run([*command, "--seed", str(seed)], check=True)
 
 
 def head_of(log: Path, lines: int) -> Path:
@@ -183,22 +185,28 @@ def rows(access: Path, error: Path, only: list[str] | None) -> list[tuple[str, P
     return pairs
 
 
-def _log_path(kind: str, lines: int) -> Path:
+def _log_path(kind: str, lines: int, seed: int = 42) -> Path:
     suffix = f"{lines // 1_000_000}M" if lines % 1_000_000 == 0 else str(lines)
+    if seed != 42:
+        suffix += f"-seed{seed}"
     return HERE / "out" / f"{kind}-{suffix}.log"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=42, help="generate other logs (not 42)")
     parser.add_argument("--reference-lines", type=int, default=0, help="fail2ban-regex on N")
     parser.add_argument("--no-fail2ban", action="store_true", help="skip fail2ban-regex")
     parser.add_argument("--only", nargs="*", help="filter names (stem) to run")
     parser.add_argument("--profile", action="store_true", help="profile cfban (in-process)")
     args = parser.parse_args(argv)
-    access, error = _log_path("access", args.lines), _log_path("error", args.lines)
-    ensure_log(access, args.lines)
-    ensure_log(error, args.lines, "gen_error_log.py")
+    access, error = (
+        _log_path("access", args.lines, args.seed),
+        _log_path("error", args.lines, args.seed),
+    )
+    ensure_log(access, args.lines, seed=args.seed)
+    ensure_log(error, args.lines, "gen_error_log.py", seed=args.seed)
     failed = False
     ratios: list[float] = []
     print(f"logs: {access} ({access.stat().st_size / 1e6:.0f} MB), "
