@@ -211,3 +211,26 @@ def test_the_example_config_loads_and_names_bundled_filters() -> None:
     for name, jail in settings.jails.items():
         flt = open_filter(jail.filter)
         assert flt.definition.failregex, name
+
+
+def test_json_path_leaves_the_hook_and_the_full_command_unloaded(access_log: Path) -> None:
+    """``cfban test-filter F LOG --json`` answers before the hook's or typer's imports."""
+    code = (
+        "import os, sys\n"
+        "def leave(code):\n"  # the real exit would skip the report below
+        "    raise SystemExit(code)\n"
+        "os._exit = leave\n"
+        f"sys.argv = ['cfban', 'test-filter', 'nginx-probes', {str(access_log)!r}, '--json']\n"
+        "from cfban.entry import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    names = ('cfban.intake.hook', 'cfban.cli', 'typer')\n"
+        "    loaded = [m for m in names if m in sys.modules]\n"
+        "    print(exc.code, loaded, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=60, check=False
+    )
+    assert json.loads(result.stdout) == ACCESS_JSON
+    assert result.stderr.decode().strip() == "0 []"

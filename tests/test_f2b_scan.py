@@ -271,6 +271,39 @@ def test_mapped_chunks_cut_at_line_ends(tmp_path: Path, monkeypatch: pytest.Monk
     assert b"".join(chunks) == data
     assert all(chunk.endswith(b"\n") for chunk in chunks[:-1])
     assert any(len(chunk) > 16 for chunk in chunks)  # the long line stays whole
+    with path.open("rb") as stream:
+        assert sum(map(len, testfilter._chunks(stream))) == stream.tell() == len(data)
+
+
+@pytest.mark.parametrize("chunk", [64, 700, 1 << 20])
+def test_reports_are_the_same_from_a_file_and_a_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Line numbers and counts whatever the chunk size, from a mapped file or a stream, with
+    comments, empty lines, a line longer than a chunk and a last line without its end."""
+    import io
+
+    from cfban import testfilter
+
+    monkeypatch.setattr(testfilter, "_CHUNK", chunk)
+    sample = (BUNDLED_SAMPLES / "nginx-http-auth").read_bytes()
+    long_line = b"2026/11/25 01:39:52 [error] 1#1: *1 " + b"x" * 900 + b", client: 192.0.2.9"
+    data = b"\n\n# note\n" + sample + b"\r\n" + long_line + b"\n\n" + sample.rstrip(b"\n")
+    path = tmp_path / "error.log"
+    path.write_bytes(data)
+
+    class Pipe(io.BytesIO):
+        def seekable(self) -> bool:
+            return False
+
+    flt = testfilter.open_filter("nginx-http-auth")
+    with path.open("rb") as stream:
+        mapped = testfilter.run_filter(flt, stream)
+    flt = testfilter.open_filter("nginx-http-auth")
+    piped = testfilter.run_filter(flt, Pipe(data))  # type: ignore[arg-type]
+    assert mapped.json_text() == piped.json_text()
+    assert mapped.matched > 2 and mapped.matches[-1].line == data.count(b"\n") + 1
+    assert mapped.lines == sum(1 for raw in data.split(b"\n") if not _special(raw))
 
 
 @settings(max_examples=300, deadline=None)
@@ -323,6 +356,28 @@ def test_json_fast_path_prints_what_the_command_prints(capsys: pytest.CaptureFix
     assert json_fast_path(["no-such-filter", log, "--json"]) is None  # errors: the full CLI
     assert json_fast_path(["nginx-4xx", log]) is None
     assert json_fast_path(["-v", "nginx-4xx", log]) is None
+
+
+def test_json_text_is_what_json_dumps_writes() -> None:
+    """The hand-written JSON of the fast path, byte for byte ``json.dumps``'s, also for
+    addresses and times it must escape or spell out."""
+    import json
+
+    from cfban.testfilter import FilterReport, Match
+
+    report = FilterReport("f", (), (), (), "<log>", lines=9, matched=7, ignored=1)
+    hosts = ["192.0.2.1", "2001:db8::1", 'a"b', "c\\d", "\u00e9x", "tab\there", "\x7f", ""]
+    times: list[float | None] = [1795570792.0, 1795570792.25, None, 1e20, 0.1, float("inf")]
+    times += [float("nan"), -3.0]
+    report.matches = [
+        Match(number, host, when, 0)
+        for number, (host, when) in enumerate(zip(hosts, times, strict=True), start=1)
+    ]
+    report.matches.append(Match(99, "192.0.2.1", 5.5, 1))  # an address seen before
+    want = json.dumps(report.to_json(), separators=(",", ":"))
+    assert report.json_text() == want
+    empty = FilterReport("f", (), (), (), "<log>")
+    assert empty.json_text() == json.dumps(empty.to_json(), separators=(",", ":"))
 
 
 @pytest.mark.real

@@ -69,15 +69,26 @@ Kind = Literal["pattern", "epoch", "long_epoch", "tai64n"]
 
 @dataclass(frozen=True)
 class DateTemplate:
-    """One compiled date template; group 1 of ``regex`` is the date text to cut."""
+    """One date template; group 1 of ``regex`` is the date text to cut.
+
+    ``regex`` is compiled when first used: a filter uses only some of the 31 default
+    templates (``{^LN-BEG}`` selects 17, a ``datepattern`` of its own often none), and
+    compiling the others would cost a few milliseconds at every start. Templates from a
+    filter's own ``datepattern`` are compiled (checked) when they are built.
+    """
 
     name: str  # identity for duplicate detection, as fail2ban names templates
-    regex: re.Pattern[str]
+    pattern: str  # the text of ``regex``
     anchored: bool  # line-start or line-end anchored: a match ends the search
     kind: Kind = "pattern"
     value_group: int = 1  # epoch templates: the group holding the number
     line_begin: bool = False  # what ``{^LN-BEG}`` alone selects among the defaults
     text_key: bool = False  # group 1's text alone decides the epoch (a safe cache key)
+
+    @functools.cached_property
+    def regex(self) -> re.Pattern[str]:
+        """The compiled template."""
+        return re.compile(self.pattern)
 
 
 @dataclass(frozen=True)
@@ -118,26 +129,33 @@ def _shape(regex: str, name: str, word_begin: bool | Literal["start"], word_end:
 
 
 def _compile(
-    shape: _Shape, source: str, kind: Kind = "pattern", value_group: int = 1
+    shape: _Shape, source: str, kind: Kind = "pattern", value_group: int = 1, *, check: bool
 ) -> DateTemplate:
-    try:
-        compiled = re.compile(shape.regex)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise FilterError(
-            f"datepattern {source!r} is not a valid regex: {exc}",
-            hint="fix the datepattern line (in a filter file every % must be written %%)",
-        ) from None
-    if kind == "pattern" and compiled.groups < 1:
-        raise FilterError(f"datepattern {source!r} has no group to cut")
-    return DateTemplate(
+    """The template of ``shape``; ``check``: compile it now (a filter's own datepattern)."""
+    template = DateTemplate(
         name=shape.name,
-        regex=compiled,
+        pattern=shape.regex,
         anchored=shape.line_begin or shape.line_end,
         kind=kind,
         value_group=value_group,
         line_begin=shape.line_begin,
         text_key=kind == "pattern" and _text_decides(shape.regex),
     )
+    if check:
+        _check(template, source)
+    return template
+
+
+def _check(template: DateTemplate, source: str) -> None:
+    try:
+        compiled = template.regex
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise FilterError(
+            f"datepattern {source!r} is not a valid regex: {exc}",
+            hint="fix the datepattern line (in a filter file every % must be written %%)",
+        ) from None
+    if template.kind == "pattern" and compiled.groups < 1:
+        raise FilterError(f"datepattern {source!r} has no group to cut")
 
 
 _CONTEXT = re.compile(r"\(\?<?[=!]|\\[bBAZ1-9]|[$^]|\(\?\(")
@@ -186,7 +204,7 @@ def _group_one(regex: str) -> tuple[int, int] | None:
     return None
 
 
-def _pattern_template(pattern: str, table: dict[str, str]) -> DateTemplate:
+def _pattern_template(pattern: str, table: dict[str, str], *, check: bool) -> DateTemplate:
     word_begin: bool | Literal["start"] = True
     word_end = True
     text = pattern
@@ -203,41 +221,50 @@ def _pattern_template(pattern: str, table: dict[str, str]) -> DateTemplate:
         ) from None
     if needs_ignorecase(text):
         regex = "(?iu)" + regex
-    return _compile(_shape(regex, text, word_begin, word_end), pattern)
+    return _compile(_shape(regex, text, word_begin, word_end), pattern, check=check)
 
 
-def _epoch_template(pattern: str | None, *, line_begin: bool, long: bool) -> DateTemplate:
+def _epoch_template(
+    pattern: str | None, *, line_begin: bool, long: bool, check: bool
+) -> DateTemplate:
     number = _LONG_EPOCH if long else _EPOCH
     kind: Kind = "long_epoch" if long else "epoch"
     if pattern is not None:  # "{EPOCH}" inside a regex: the whole match is cut
         regex = "(" + _EMBEDDED_EPOCH.sub(lambda _: f"({number})", pattern) + ")"
-        return _compile(_shape(regex, pattern, True, True), pattern, kind, value_group=2)
+        shape = _shape(regex, pattern, True, True)
+        return _compile(shape, pattern, kind, value_group=2, check=check)
     name = "LongEpoch" if long else "Epoch"
     if line_begin:
         regex = rf"((?P<square>(?<=^\[))?{number})(?(square)(?=\]))"
-        return _compile(_shape(regex, name, "start", True), name, kind)
+        return _compile(_shape(regex, name, "start", True), name, kind, check=check)
     # at line start, just after a leading "[", or as an SELinux "audit(...)" stamp
     regex = (
         rf"((?:^|(?P<square>(?<=^\[))|(?P<selinux>(?<=\baudit\()))"
         rf"{number})(?:(?(selinux)(?=:\d+\)))|(?(square)(?=\])))"
     )
-    return _compile(_shape(regex, name, False, True), name, kind)
+    return _compile(_shape(regex, name, False, True), name, kind, check=check)
 
 
-def _make_template(pattern: str, table: dict[str, str]) -> DateTemplate:
-    """One template from one datepattern line (special words ``EPOCH``, ``TAI64N``, ...)."""
+def _make_template(pattern: str, table: dict[str, str], *, check: bool = True) -> DateTemplate:
+    """One template from one datepattern line (special words ``EPOCH``, ``TAI64N``, ...).
+
+    ``check``: compile it now, to report an invalid one (not for the default templates).
+    """
     key = pattern if "%" in pattern else pattern.upper()
     if "EPOCH" in key:
         long = "LEPOCH" in key
         if _EMBEDDED_EPOCH.search(pattern):
-            return _epoch_template(pattern, line_begin=False, long=long)
+            return _epoch_template(pattern, line_begin=False, long=long, check=check)
         for bare in ("EPOCH", "LEPOCH"):
             if key in (bare, LN_BEG + bare, "^" + bare):
-                return _epoch_template(None, line_begin=key != bare, long=bare == "LEPOCH")
+                return _epoch_template(
+                    None, line_begin=key != bare, long=bare == "LEPOCH", check=check
+                )
     if key in ("TAI64N", LN_BEG + "TAI64N", "^TAI64N"):
         mode: bool | Literal["start"] = "start" if key != "TAI64N" else False
-        return _compile(_shape("@[0-9a-f]{24}", "TAI64N", mode, True), pattern, "tai64n")
-    return _pattern_template(pattern, table)
+        shape = _shape("@[0-9a-f]{24}", "TAI64N", mode, True)
+        return _compile(shape, pattern, "tai64n", check=check)
+    return _pattern_template(pattern, table, check=check)
 
 
 def _unbound(pattern: str) -> str:
@@ -261,9 +288,9 @@ def _source_name(pattern: str) -> str:
 def _defaults(year: int) -> tuple[DateTemplate, ...]:
     """The 31 default templates for ``year``: line-start anchored copies first, then the 17."""
     table = directives(year)
-    plain = tuple(_make_template(p, table) for p in DEFAULT_PATTERNS)
+    plain = tuple(_make_template(p, table, check=False) for p in DEFAULT_PATTERNS)
     anchored = tuple(
-        _make_template(LN_BEG + p, table)
+        _make_template(LN_BEG + p, table, check=False)
         for p in DEFAULT_PATTERNS
         if not p.startswith((LN_BEG, "^"))
     )
@@ -277,9 +304,8 @@ def build_templates(datepattern: str | None, year: int) -> tuple[DateTemplate, .
     Raises:
         FilterError: a line of the value is not a valid date template.
     """
-    every = _defaults(year)
     if datepattern is None:
-        return every
+        return _defaults(year)
     table = directives(year)
     templates: list[DateTemplate] = []
     names: set[str] = set()
@@ -306,7 +332,7 @@ def build_templates(datepattern: str | None, year: int) -> tuple[DateTemplate, .
             # it adds nothing; a value that yields no template at all gets the defaults below
             continue
         if key == LN_BEG:
-            add([t for t in every if t.line_begin], line, some)
+            add([t for t in _defaults(year) if t.line_begin], line, some)
         elif "{DATE}" in key:
             expanded = [
                 _make_template(_fill_date(line, _unbound(_source_name(p))), table)
@@ -317,4 +343,4 @@ def build_templates(datepattern: str | None, year: int) -> tuple[DateTemplate, .
             add([_make_template(_UNB + "^", table)], line, False)
         else:
             add([_make_template(line, table)], line, False)
-    return tuple(templates) or every
+    return tuple(templates) or _defaults(year)

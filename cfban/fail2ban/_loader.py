@@ -10,12 +10,13 @@ such as ``<HOST>`` or ``<F-USER>``, stay in the text for the regex compiler.
 from __future__ import annotations
 
 import glob
-import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cfban.errors import FilterError
 from cfban.fail2ban._ini import (
@@ -31,7 +32,16 @@ from cfban.fail2ban._options import parse_filter_spec
 
 __all__ = ["FILTER_OPTIONS", "MAX_TAG_REPLACE_COUNT", "load_definition", "substitute_tags"]
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import logging
+
+
+def _log() -> logging.Logger:
+    # imported when first needed: ``cfban test-filter --json`` never sets up logging
+    import logging
+
+    return logging.getLogger(__name__)
+
 
 #: The ``[Definition]`` options fail2ban hands to its server (others are free variables).
 FILTER_OPTIONS = (
@@ -78,7 +88,8 @@ def load_definition(
     cache: dict[str, IniFile] = {}
     paths = expand_includes([p for p in candidates if os.path.exists(p)], cache)
     config = MergedConfig([cache[p] for p in paths])
-    log.debug("filter %s: files %s", spec, paths)
+    if "logging" in sys.modules:  # else nothing is set up to show a debug message
+        _log().debug("filter %s: files %s", spec, paths)
     jail = {k.lower(): v for k, v in (jail_options or {}).items()}
     resolver = _Resolver(config, spec_options)
     known = resolver.first_pass()
@@ -255,7 +266,7 @@ class _Resolver:
     def _usedns(self, options: Mapping[str, str]) -> str:
         value = (options.get("usedns") or "no").lower()
         if value not in ("yes", "warn", "no", "raw"):
-            log.warning("usedns %r is not yes, warn, no or raw; using no", value)
+            _log().warning("usedns %r is not yes, warn, no or raw; using no", value)
             return "no"
         return value
 
