@@ -321,13 +321,21 @@ def pattern_finder(flt: Filter, *, native: bool = True) -> PatternFinder | None:
     templates = getattr(flt.dates, "templates", None)
     if not templates or flt._multiline:  # several lines match as one: no line on its own
         return None
-    compile_chain = compile_native if native and native_available() else compile_python
+    engine = compile_native if native and native_available() else compile_python
+    compiled: dict[str, SpanSearch] = {}
+
+    def compile_chain(text: str) -> SpanSearch:  # each text once: checked here, tuned later
+        search = compiled.get(text)
+        if search is None:
+            search = compiled[text] = engine(text)
+        return search
+
     cuts = [template_cut(t.regex) for t in templates]
     options: list[list[str]] = []
     for regex in flt.compiled.failregex:
         pieces = chain_pieces(regex.pattern, cuts)
         found = variants(pieces) if pieces is not None else []
-        if compile_chain is compile_python:
+        if engine is compile_python:
             found = [text for text in found if _GAP_TEXT not in text]
         if not found:
             return None
