@@ -117,6 +117,8 @@ class PatternFinder:
         self.options = options
         self.compile_native = compile_native
         self.source: str | None = None
+        #: The chain chosen for each failregex, once tuned (duplicates dropped).
+        self.chosen: list[str] = []
         self._searches: list[Callable[[bytes, int], Any]] = []
 
     def __repr__(self) -> str:
@@ -135,7 +137,7 @@ class PatternFinder:
                     best, best_cost = text, cost
             chosen.append(best)
             alone += best_cost
-        unique = list(dict.fromkeys(chosen))
+        unique = self.chosen = list(dict.fromkeys(chosen))
         self.source = "|".join(f"(?:{text})" for text in unique)
         union = self.compile_native(self.source).search
         if len(unique) == 1 or self._cost(union, sample) <= alone:
