@@ -116,9 +116,9 @@ class PatternFinder:
     def __init__(self, options: list[list[str]], compile_native: Callable[[str], Any]) -> None:
         self.options = options
         self.compile_native = compile_native
-        self.source: str | None = None
         #: The chain chosen for each failregex, once tuned (duplicates dropped).
         self.chosen: list[str] = []
+        self.source: str | None = None
         self._searches: list[Callable[[bytes, int], Any]] = []
 
     def __repr__(self) -> str:

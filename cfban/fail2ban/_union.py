@@ -95,7 +95,10 @@ class SharedSearch:
                 owners.setdefault(text, []).append(position)
         texts = list(owners)
         self.source = "|".join(f"(?:{text})" for text in texts)
-        self._search = self.members[0].compile_native(self.source).search
+        compiled = self.members[0].compile_native(self.source)
+        # what the members search with: the compiled pattern's search, or the span search
+        # the compiler gives
+        self._search = getattr(compiled, "search", compiled)
         chains = re2.Set.SearchSet()
         for text in texts:
             chains.Add(text.encode("ascii"))
