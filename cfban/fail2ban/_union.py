@@ -13,7 +13,8 @@ one of its chains matches, and every line with bytes a native pattern is not tru
 ``ChunkScanner``: the first to ask about a chunk has it searched, the others get the lines
 kept for that same chunk object. On the first chunk each filter tunes its chains, and the
 shared search is kept only if it is no slower there than the separate searches (an
-alternation cannot skip ahead with ``memchr`` the way a chain with a literal start can).
+alternation cannot skip ahead with ``memchr`` the way a chain with a literal start can); a
+first chunk too small to tell (a live log's) leaves the decision to a later one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from cfban.fail2ban._candidates import (
 __all__ = ["SharedSearch", "shareable"]
 
 _NEWLINE = b"\n"
+#: The least sample that decides between the shared search and the members' own.
+DECISIVE_BYTES = 1 << 16
 
 
 def shareable(finder: CandidateFinder | None) -> bool:
@@ -50,8 +53,10 @@ class SharedSearch:
 
     def __init__(self, finders: Sequence[PatternFinder]) -> None:
         self.members = list(finders)
-        #: Whether chunks are searched once for all (decided on the first chunk).
+        #: Whether chunks are searched once for all (decided on the first chunk of at
+        #: least :data:`DECISIVE_BYTES`).
         self.shared: bool | None = None
+        self._decided = False
         self.source: str | None = None
         self._search: Callable[[bytes, int], Any] | None = None
         self._match: Callable[[bytes], list[int] | None] | None = None
@@ -73,7 +78,7 @@ class SharedSearch:
 
     def line_starts(self, chunk: bytes, position: int) -> Iterable[int]:
         """The start offsets of member ``position``'s candidate lines in ``chunk``."""
-        if self.shared is None:
+        if not self._decided and chunk is not self._chunk:
             self.tune(chunk[: chunk.rfind(_NEWLINE, 0, TUNING_BYTES) + 1] or chunk)
         if not self.shared:
             return self.members[position].line_starts(chunk)
@@ -84,7 +89,29 @@ class SharedSearch:
 
     def tune(self, sample: bytes) -> None:
         """Let each member choose its chains on ``sample``, then build the shared search and
-        keep it if it is no slower on ``sample`` than the members' own searches."""
+        keep it if it is no slower on ``sample`` than the members' own searches.
+
+        A sample under :data:`DECISIVE_BYTES` says little (a live log's batch may be one
+        line): the shared search is used, and the next chunk asked about tunes again.
+        """
+        if self._search is None:
+            self._build(sample)
+        if len(sample) < DECISIVE_BYTES:
+            self.shared = True
+            return
+        # the native engine builds its automata lazily: warm them before timing
+        separate: list[Callable[[], object]] = [
+            partial(_all_starts, member, sample) for member in self.members
+        ]
+        together = partial(self.split, sample)
+        warm: list[Callable[[], object]] = [*separate, together]
+        for work in warm:
+            work()
+        cost = sum(_seconds(work) for work in separate)
+        self.shared = _seconds(together) <= cost
+        self._decided = True
+
+    def _build(self, sample: bytes) -> None:
         import re2
 
         owners: dict[str, list[int]] = {}
@@ -105,16 +132,6 @@ class SharedSearch:
         chains.Compile()
         self._match = chains.Match
         self._owners = [tuple(owners[text]) for text in texts]
-        # the native engine builds its automata lazily: warm them before timing
-        separate: list[Callable[[], object]] = [
-            partial(_all_starts, member, sample) for member in self.members
-        ]
-        together = partial(self.split, sample)
-        warm: list[Callable[[], object]] = [*separate, together]
-        for work in warm:
-            work()
-        cost = sum(_seconds(work) for work in separate)
-        self.shared = _seconds(together) <= cost
 
     def split(self, chunk: bytes) -> list[list[int]]:
         """Each member's candidate line starts in ``chunk``, ascending (one search)."""
