@@ -33,7 +33,7 @@ from cfban.intake.commit import Intake
 from cfban.jail import BanDecision
 from cfban.realip import GuardStats, Resolver, load_ranges
 from cfban.state import Hold, StoredCursor
-from cfban.tailer import Cursor, Follower, Watcher
+from cfban.tailer import Cursor, Follower, Watcher, expand_logpaths
 from cfban.targets import ban_target
 from cfban.watch._jails import JailRuntime, build_jails
 from cfban.watch._metrics import Metrics, serve_metrics
@@ -130,8 +130,12 @@ class Daemon:
 
     def _attach_files(self, cursors: dict[str, Cursor]) -> None:
         wanted: dict[Path, list[JailRuntime]] = {}
+        expanded: dict[tuple[str, ...], list[Path]] = {}  # jails on one file name it alike
         for jail in self.jails:
-            for path in jail.paths():
+            paths = expanded.get(jail.logpaths)
+            if paths is None:
+                paths = expanded[jail.logpaths] = expand_logpaths(jail.logpaths)
+            for path in paths:
                 wanted.setdefault(path, []).append(jail)
         for path, jails in wanted.items():
             entry = self._files.get(path)
