@@ -95,7 +95,11 @@ class SharedSearch:
         line): the shared search is used, and the next chunk asked about tunes again.
         """
         if self._search is None:
-            self._build(sample)
+            try:
+                self._build(sample)
+            except Exception:  # noqa: BLE001 - any refusal of the engine: each searches alone
+                self.shared, self._decided = False, True
+                return
         if len(sample) < DECISIVE_BYTES:
             self.shared = True
             return
