@@ -119,6 +119,8 @@ class PatternFinder:
     ) -> None:
         self.options = options
         self.compile_native = compile_native
+        #: The chain chosen for each failregex, once tuned (duplicates dropped).
+        self.chosen: list[str] = []
         self.source: str | None = None
         self._searches: list[SpanSearch] = []
 
@@ -138,7 +140,7 @@ class PatternFinder:
                     best, best_cost = text, cost
             chosen.append(best)
             alone += best_cost
-        unique = list(dict.fromkeys(chosen))
+        unique = self.chosen = list(dict.fromkeys(chosen))
         self.source = "|".join(f"(?:{text})" for text in unique)
         union = self.compile_native(self.source)
         if len(unique) == 1 or self._cost(union, sample) <= alone:

@@ -2,8 +2,9 @@
 
 :meth:`Pipeline.process_lines` takes a batch of one file's lines and all the jails on that
 file: one pass finds every jail's failures (``_scan``), then each failure is resolved to its
-client once per line (jails that match the same line share it), checked by the jail's guard
-and counted. :meth:`Pipeline.process` is the same for one line and one jail.
+client (remembered per address and groups, shared by the jails), checked by the jail's guard
+(its answer remembered per client) and counted. :meth:`Pipeline.process` is the same for one
+line and one jail.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cfban.errors import CfbanError, RefusedError
-from cfban.fail2ban import Failure
+from cfban.errors import CfbanError, GuardRefusal
 from cfban.jail import BanDecision
 from cfban.realip import BanGuard, Resolution, Resolver
 from cfban.watch._jails import JailRuntime
@@ -53,7 +53,8 @@ class Pipeline:
         self._warned: set[str] = set()
         self.scanner = BatchScanner()
         self._resolved: dict[tuple[str | None, tuple[tuple[str, str], ...]], Resolution] = {}
-        self._allowed: set[tuple[BanGuard, str]] = set()
+        #: each guard's answer about each client: ``None`` (may be banned) or its refusal
+        self._verdicts: dict[tuple[BanGuard, str], GuardRefusal | None] = {}
 
     def process_lines(
         self, jails: Sequence[JailRuntime], lines: Sequence[bytes], *, live: bool, source: str
@@ -67,30 +68,47 @@ class Pipeline:
         for index, message in self.scanner.bad_lines:
             self._bad_line(source, index, message)
         decided: list[Decided] = []
-        # Offenders recur: resolve each (address, groups) once and let each client through each
-        # jail's guard once (refusals are checked and counted every time, as before). The
-        # answers are fixed for the life of the resolver and of each guard (a reload makes new
-        # ones: a new pipeline, new jails), so the caches only need a bound.
-        resolved, allowed = self._resolved, self._allowed
+        # Offenders recur: resolve each (address, groups) once and ask each jail's guard about
+        # each client once (refusals are still counted every time). The answers are fixed for
+        # the life of the resolver and of each guard (a reload makes new ones: a new
+        # pipeline, new jails), so the caches only need a bound.
+        resolved, verdicts = self._resolved, self._verdicts
         if len(resolved) > CACHE_LIMIT:
             resolved.clear()
-        if len(allowed) > CACHE_LIMIT:
-            allowed.clear()
-        for item in found:
-            jail = jails[item.jail]
+        if len(verdicts) > CACHE_LIMIT:
+            verdicts.clear()
+        resolve = self.resolver.resolve
+        failures = self.metrics.failures
+        for at, position, found_failures in found:
+            jail = jails[position]
+            guard, counter, name = jail.guard, jail.counter, jail.name
             try:
-                for failure in item.failures:
-                    key = (failure.host, tuple(sorted(failure.groups.items())))
+                for failure in found_failures:
+                    # the groups in their order: the same mapping gives the same resolution
+                    key = (failure.host, tuple(failure.groups.items()))
                     resolution = resolved.get(key)
                     if resolution is None:
-                        resolution = resolved[key] = self.resolver.resolve(
-                            failure.host, failure.groups
-                        )
-                    decided.extend(
-                        self._count(jail, failure, resolution, live=live, allowed=allowed)
-                    )
+                        resolution = resolved[key] = resolve(failure.host, failure.groups)
+                    client = resolution.client
+                    if resolution.warning or resolution.direct_origin_access or client is None:
+                        self._note(resolution)
+                        if client is None:
+                            continue
+                    asked = (guard, client)
+                    if asked in verdicts:
+                        verdict = verdicts[asked]
+                    else:
+                        verdict = verdicts[asked] = guard.refusal(client)
+                    if verdict is not None:
+                        self._refused(jail, client, verdict)
+                        continue
+                    failures[name] += 1
+                    when = counter.failure_time(failure.time, live=live)
+                    decision = counter.add_failure(client, when)
+                    if decision is not None:
+                        decided.append(Decided(decision, name))
             except CfbanError as exc:
-                self._bad_line(source, lines_before(lines, item.at), str(exc))
+                self._bad_line(source, lines_before(lines, at), str(exc))
         return decided
 
     def _bad_line(self, source: str, index: int, message: str) -> None:
@@ -105,44 +123,36 @@ class Pipeline:
         decided: list[Decided] = []
         for failure in found[1]:
             resolution = self.resolver.resolve(failure.host, failure.groups)
-            decided.extend(self._count(jail, failure, resolution, live=live))
+            self._note(resolution)
+            client = resolution.client
+            if client is None:
+                continue
+            refusal = jail.guard.refusal(client)
+            if refusal is not None:
+                self._refused(jail, client, refusal)
+                continue
+            self.metrics.failures[jail.name] += 1
+            when = jail.counter.failure_time(failure.time, live=live)
+            decision = jail.counter.add_failure(client, when)
+            if decision is not None:
+                decided.append(Decided(decision, jail.name))
         return decided
 
-    def _count(
-        self,
-        jail: JailRuntime,
-        failure: Failure,
-        resolution: Resolution,
-        *,
-        live: bool,
-        allowed: set[tuple[BanGuard, str]] | None = None,
-    ) -> list[Decided]:
-        """Count one resolved failure in ``jail``: the ban it decides, if any.
-
-        ``allowed``: (guard, client) pairs the guard already let through.
-        """
+    def _note(self, resolution: Resolution) -> None:
+        """Count a direct access to the origin, and warn (once) about what is off."""
         if resolution.direct_origin_access:
             self.metrics.direct_origin += 1
         if resolution.warning:
             self._warn_once(resolution.warning, key=resolution.warning_key)
-        client = resolution.client
-        if client is None:
-            return []
-        known = (jail.guard, client)
-        if allowed is None or known not in allowed:
-            try:
-                jail.guard.check(client)
-            except RefusedError as exc:
-                reason = getattr(exc, "reason", "refused")
-                self.metrics.refused[str(reason)] += 1
-                self._warn_once(f"jail {jail.name}: {exc}", key=f"{jail.name}:{client}")
-                return []
-            if allowed is not None:
-                allowed.add(known)
-        self.metrics.failures[jail.name] += 1
-        when = jail.counter.failure_time(failure.time, live=live)
-        decision = jail.counter.add_failure(client, when)
-        return [Decided(decision, jail.name)] if decision is not None else []
+
+    def _refused(self, jail: JailRuntime, client: str, refusal: GuardRefusal) -> None:
+        """Count a ban ``jail``'s guard refuses (as ``BanGuard.check`` counts it), and warn
+        once per jail and client. The refusal is not raised: a raised exception's traceback
+        would keep the batch's frame, and so the whole batch, alive until the cyclic
+        garbage collector found it."""
+        jail.guard.stats.record(refusal.reason)
+        self.metrics.refused[refusal.reason] += 1
+        self._warn_once(f"jail {jail.name}: {refusal}", key=f"{jail.name}:{client}")
 
     def _warn_once(self, message: str, *, key: str | None = None) -> None:
         key = key or message

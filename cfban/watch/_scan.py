@@ -13,20 +13,23 @@ so that one bad line costs only itself (as in the per-line loop).
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from operator import itemgetter
+from typing import NamedTuple, cast
 
 from cfban.errors import CfbanError
 from cfban.fail2ban import Failure, LineMatcher
+from cfban.fail2ban._candidates import PatternFinder, finder_for
 from cfban.fail2ban._scan import ChunkScanner
+from cfban.fail2ban._union import SharedSearch, shareable
 
 log = logging.getLogger(__name__)
 
+_LINE_THEN_JAIL = itemgetter(0, 1)
 
-@dataclass(frozen=True)
-class Found:
-    """Failures one jail found on one line of a batch."""
+
+class Found(NamedTuple):
+    """Failures one jail found on one line of a batch (a tuple: cheap to make and to sort)."""
 
     at: int  # where the line starts in the batch (its lines joined by line ends)
     jail: int  # position of the jail in the list given
@@ -37,19 +40,19 @@ class BatchScanner:
     """Finds the failures of several jails' matchers in batches of one file's lines."""
 
     def __init__(self) -> None:
-        # a scanner per matcher, kept as long as the matcher (a reload builds new ones)
-        self._scanners: weakref.WeakKeyDictionary[LineMatcher, ChunkScanner] = (
-            weakref.WeakKeyDictionary()
-        )
+        # the scanners of each list of matchers read together (a reload builds a new
+        # pipeline, hence new scanners)
+        self._groups: dict[tuple[LineMatcher, ...], _Group] = {}
         #: Lines a matcher could not process (each counted once per matcher).
         self.bad_lines: list[tuple[int, str]] = []
 
-    def scanner(self, matcher: LineMatcher) -> ChunkScanner:
-        """The chunk scanner of ``matcher`` (made on first use)."""
-        scanner = self._scanners.get(matcher)
-        if scanner is None:
-            scanner = self._scanners[matcher] = ChunkScanner(matcher, count_lines=False)
-        return scanner
+    def group(self, matchers: Sequence[LineMatcher]) -> _Group:
+        """The scanners of ``matchers`` read together (made on first use)."""
+        key = tuple(matchers)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(key)
+        return group
 
     def scan(self, matchers: Sequence[LineMatcher], lines: Sequence[bytes]) -> list[Found]:
         """The failures of each matcher in ``lines`` (raw, without line ends), in line order
@@ -61,16 +64,24 @@ class BatchScanner:
         if not lines:
             return []
         chunk = b"\n".join(lines) + b"\n"
+        group = self.group(matchers)
         found: list[Found] = []
-        for position, matcher in enumerate(matchers):
-            try:
-                hits = self.scanner(matcher).scan(chunk)
-            except CfbanError:
-                found.extend(self._line_by_line(position, matcher, lines))
-                continue
-            found.extend(Found(hit.offset, position, hit.failures) for hit in hits if hit.failures)
+        try:
+            for position, (matcher, scanner) in enumerate(
+                zip(matchers, group.scanners, strict=True)
+            ):
+                try:
+                    hits = scanner.scan(chunk)
+                except CfbanError:
+                    found.extend(self._line_by_line(position, matcher, lines))
+                    continue
+                found.extend(
+                    Found(hit.offset, position, hit.failures) for hit in hits if hit.failures
+                )
+        finally:
+            group.forget()
         if len(matchers) > 1:
-            found.sort(key=lambda item: (item.at, item.jail))
+            found.sort(key=_LINE_THEN_JAIL)
         return found
 
     def _line_by_line(
@@ -88,3 +99,26 @@ class BatchScanner:
             if result is not None and result[1]:
                 found.append(Found(at, position, result[1]))
         return found
+
+
+class _Group:
+    """The chunk scanners of matchers that read one file, sharing one candidate search among
+    those whose filters have a native pattern finder."""
+
+    def __init__(self, matchers: Sequence[LineMatcher]) -> None:
+        finders = [finder_for(matcher.filter) for matcher in matchers]
+        native = [position for position, finder in enumerate(finders) if shareable(finder)]
+        self.shared: SharedSearch | None = None
+        if len(native) > 1:
+            self.shared = SharedSearch([cast(PatternFinder, finders[p]) for p in native])
+            for position, member in zip(native, self.shared.finders(), strict=True):
+                finders[position] = member
+        self.scanners = [
+            ChunkScanner(matcher, finder=finder, count_lines=False)
+            for matcher, finder in zip(matchers, finders, strict=True)
+        ]
+
+    def forget(self) -> None:
+        """Keep nothing of the last chunk."""
+        if self.shared is not None:
+            self.shared.forget()
