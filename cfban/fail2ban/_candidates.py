@@ -115,10 +115,16 @@ class PatternFinder:
     reports_special_lines = False
 
     def __init__(
-        self, options: list[list[str]], compile_native: Callable[[str], SpanSearch]
+        self,
+        options: list[list[str]],
+        compile_native: Callable[[str], SpanSearch],
+        *,
+        native: bool = True,
     ) -> None:
         self.options = options
         self.compile_native = compile_native
+        #: Whether ``compile_native`` is the native engine's (else Python's ``re``).
+        self.native = native
         #: The chain chosen for each failregex, once tuned (duplicates dropped).
         self.chosen: list[str] = []
         self.source: str | None = None

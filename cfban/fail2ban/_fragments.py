@@ -346,7 +346,7 @@ def pattern_finder(flt: Filter, *, native: bool = True) -> PatternFinder | None:
                 compile_chain(text)
     except Exception:  # noqa: BLE001 - any refusal of the engine: use the fallback
         return None
-    return PatternFinder(options, compile_chain)
+    return PatternFinder(options, compile_chain, native=engine is compile_native)
 
 
 #: Where a pattern first matches ``data`` at or after ``pos``: ``(start, end)``, or ``None``.

@@ -43,9 +43,7 @@ DECISIVE_BYTES = 1 << 16
 
 def shareable(finder: CandidateFinder | None) -> bool:
     """Whether ``finder`` can join a :class:`SharedSearch` (a native pattern finder)."""
-    from cfban.fail2ban._fragments import compile_native
-
-    return isinstance(finder, PatternFinder) and finder.compile_native is compile_native
+    return isinstance(finder, PatternFinder) and finder.native
 
 
 class SharedSearch:
@@ -126,10 +124,7 @@ class SharedSearch:
                 owners.setdefault(text, []).append(position)
         texts = list(owners)
         self.source = "|".join(f"(?:{text})" for text in texts)
-        compiled = self.members[0].compile_native(self.source)
-        # what the members search with: the compiled pattern's search, or the span search
-        # the compiler gives
-        self._search = getattr(compiled, "search", compiled)
+        self._search = self.members[0].compile_native(self.source)
         chains = re2.Set.SearchSet()
         for text in texts:
             chains.Add(text.encode("ascii"))
