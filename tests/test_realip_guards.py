@@ -272,3 +272,18 @@ def test_a_check_is_fast() -> None:
         _GUARD.allows(address)
     per_check = (time.perf_counter() - started) / len(addresses)
     assert per_check < 200e-6
+
+
+def test_guards_that_protect_the_same_addresses_share_their_answers_number() -> None:
+    """Jails without an ignoreip of their own get equal guards (the daemon asks once per
+    client for all of them); a jail allowlist, test nets or another IPv6 block make another."""
+    ranges = CloudflareRanges.bundled()
+    settings = _settings()
+    first, second = (BanGuard.from_settings(settings, j, ranges=ranges) for j in ("a", "b"))
+    assert first.answers == second.answers
+    assert first.refusal("9.9.9.9") is None and second.refusal("9.9.9.9") is None
+    web = BanGuard.from_settings(settings, "web", ranges=ranges)  # the jail with JAIL_IGNORE
+    assert web.answers != first.answers
+    assert web.refusal("9.9.9.9") is not None
+    assert _guard(allow_test_nets=True).answers != _guard().answers
+    assert BanGuard(ranges, ipv6_prefix=56).answers != BanGuard(ranges).answers

@@ -145,6 +145,10 @@ class _Category:
     where: str = ""
 
 
+#: Each distinct set of protected categories seen, numbered (``BanGuard.answers``).
+_ANSWERS: dict[object, int] = {}
+
+
 class BanGuard:
     """Refuses bans on addresses cfban must never ban (see the module docstring)."""
 
@@ -176,6 +180,10 @@ class BanGuard:
         self._order = tuple(c for c in order if c.networks)
         self.ipv6_prefix = ipv6_prefix
         self.stats = stats if stats is not None else GuardStats()
+        what = (tuple((c.reason, c.where, c.networks.networks) for c in self._order), ipv6_prefix)
+        #: Guards with the same number give the same answer (refusal or not) about any
+        #: address: the jails of one configuration usually share one (no ignoreip of their own).
+        self.answers = _ANSWERS.setdefault(what, len(_ANSWERS))
 
     @classmethod
     def from_settings(

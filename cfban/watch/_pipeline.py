@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from cfban.errors import CfbanError, GuardRefusal
 from cfban.jail import BanDecision
-from cfban.realip import BanGuard, Resolution, Resolver
+from cfban.realip import Resolution, Resolver
 from cfban.watch._jails import JailRuntime
 from cfban.watch._metrics import Metrics
 from cfban.watch._scan import BatchScanner
@@ -53,8 +53,9 @@ class Pipeline:
         self._warned: set[str] = set()
         self.scanner = BatchScanner()
         self._resolved: dict[tuple[str | None, tuple[tuple[str, str], ...]], Resolution] = {}
-        #: each guard's answer about each client: ``None`` (may be banned) or its refusal
-        self._verdicts: dict[tuple[BanGuard, str], GuardRefusal | None] = {}
+        #: each guard's answer about each client: ``None`` (may be banned) or its refusal,
+        #: by the guard's ``answers`` number (equal guards answer alike)
+        self._verdicts: dict[tuple[int, str], GuardRefusal | None] = {}
 
     def process_lines(
         self, jails: Sequence[JailRuntime], lines: Sequence[bytes], *, live: bool, source: str
@@ -68,10 +69,11 @@ class Pipeline:
         for index, message in self.scanner.bad_lines:
             self._bad_line(source, index, message)
         decided: list[Decided] = []
-        # Offenders recur: resolve each (address, groups) once and ask each jail's guard about
-        # each client once (refusals are still counted every time). The answers are fixed for
-        # the life of the resolver and of each guard (a reload makes new ones: a new
-        # pipeline, new jails), so the caches only need a bound.
+        # Offenders recur: resolve each (address, groups) once and ask about each client once
+        # per distinct guard - jails whose guards protect the same addresses share the answer
+        # (refusals are still counted every time, per jail). The answers are fixed for the
+        # life of the resolver and of each guard (a reload makes new ones: a new pipeline,
+        # new jails), so the caches only need a bound.
         resolved, verdicts = self._resolved, self._verdicts
         if len(resolved) > CACHE_LIMIT:
             resolved.clear()
@@ -94,7 +96,7 @@ class Pipeline:
                         self._note(resolution)
                         if client is None:
                             continue
-                    asked = (guard, client)
+                    asked = (guard.answers, client)  # jails with equal guards ask once
                     if asked in verdicts:
                         verdict = verdicts[asked]
                     else:
