@@ -42,10 +42,13 @@ DECISIVE_BYTES = 1 << 16
 
 
 def shareable(finder: CandidateFinder | None) -> bool:
-    """Whether ``finder`` can join a :class:`SharedSearch` (a native pattern finder)."""
-    from cfban.fail2ban._fragments import compile_native
+    """Whether ``finder`` can join a :class:`SharedSearch`: a pattern finder, with the native
+    engine installed (its set match sorts the lines). ``finder_for`` gives native pattern
+    finders then; one that searches with Python's ``re`` could join too (its chains are
+    both engines' syntax), and the first chunk's timing would tell whether it pays."""
+    from cfban.fail2ban._fragments import native_available
 
-    return isinstance(finder, PatternFinder) and finder.compile_native is compile_native
+    return isinstance(finder, PatternFinder) and native_available()
 
 
 class SharedSearch:
