@@ -164,6 +164,11 @@ class _Member:
     def __repr__(self) -> str:
         return f"SharedSearch.member({self.position}, {self.search!r})"
 
+    @property
+    def own(self) -> PatternFinder:
+        """The member's own finder."""
+        return self.search.members[self.position]
+
     def line_starts(self, chunk: bytes) -> Iterable[int]:
         return self.search.line_starts(chunk, self.position)
 
