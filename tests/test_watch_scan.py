@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gc
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from cfban._resources import filters_dir
 from cfban.clock import FakeClock
 from cfban.config import load_settings
-from cfban.fail2ban import LineMatcher
+from cfban.fail2ban import DateMatch, LineMatcher
 from cfban.realip import GuardStats, Resolver, load_ranges
 from cfban.watch._jails import JailRuntime, build_jails
 from cfban.watch._metrics import Metrics
@@ -125,3 +126,35 @@ def test_refused_failures_leave_no_garbage_cycles(tmp_path: Path) -> None:
     finally:
         gc.enable()
     assert sum(many.metrics.refused.values()) - before > 50
+
+
+def _date_finds(jails: list[JailRuntime]) -> list[int]:
+    """Count the date detections of every jail's filter from now on (one counter for all)."""
+    calls = [0]
+    for jail in jails:
+        detector = jail.matcher.filter.dates
+        find = detector.find
+
+        def counted(line: str, find: Callable[[str], DateMatch | None] = find) -> DateMatch | None:
+            calls[0] += 1
+            return find(line)
+
+        detector.find = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_jails_that_date_lines_alike_decode_and_date_each_line_once(tmp_path: Path) -> None:
+    lines = _lines()
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "alone").mkdir()
+    shared, jails = _pipeline(tmp_path / "shared")
+    assert len({jail.matcher.filter.date_key for jail in jails}) == 1  # one clock, one pattern
+    calls = _date_finds(jails)
+    decided = shared.process_lines(jails, lines, live=False, source="access.log")
+    alone, others = _pipeline(tmp_path / "alone")
+    for jail in others:
+        jail.matcher.filter.date_key = None  # nothing shared
+    calls_alone = _date_finds(others)
+    assert alone.process_lines(others, lines, live=False, source="access.log") == decided
+    assert len(decided) > 5
+    assert 0 < calls[0] < calls_alone[0] * 0.8

@@ -45,4 +45,6 @@ def load_filter(
     dates = DateDetector(
         definition.datepattern, logtimezone=definition.logtimezone, tz=tz, now=clock
     )
-    return Filter(definition, dates=dates, now=clock)
+    flt = Filter(definition, dates=dates, now=clock)
+    flt.date_key = (definition.datepattern, definition.logtimezone, tz, clock)
+    return flt

@@ -88,10 +88,14 @@ class Filter:
         self.definition = definition
         self.compiled: CompiledFilter = compile_filter(definition)
         self.now: Callable[[], float] = now or SystemClock().now
+        #: Filters with equal keys find the same date in any line (``None``: a date finder
+        #: of the caller's, never assumed equal to another's).
+        self.date_key: object | None = None
         if dates is None:
             dates = DateDetector(
                 definition.datepattern, logtimezone=definition.logtimezone, now=self.now
             )
+            self.date_key = (definition.datepattern, definition.logtimezone, None, self.now)
         self.dates = dates
         self.stats: Counter[str] = Counter()
         self._multiline = definition.maxlines > 1
@@ -189,6 +193,10 @@ def not_log_line(raw: bytes) -> bool:
     """Whether ``raw`` is empty, ``\\r`` or a ``#`` comment: not a line of the log for
     ``fail2ban-regex`` and ``cfban test-filter``, which skip such lines (sample logs)."""
     return not raw or raw[0] == 0x23 or raw == b"\r"
+
+
+#: Lines already decoded and dated, by their offset in a chunk: (text, date found).
+DatedLines = dict[int, tuple[str, "DateMatch | None"]]
 
 
 class SkippedLines:
@@ -379,16 +387,28 @@ class LineMatcher:
         self._last_date, self._last_date_text = epoch, text
         return one_line.failures((line[:start], text, line[end:]), epoch)
 
-    def feed_dated(self, raw: bytes) -> tuple[str, list[Failure]] | None:
+    def feed_dated(
+        self, raw: bytes, dated: DatedLines | None = None, at: int = 0
+    ) -> tuple[str, list[Failure]] | None:
         """``feed_raw`` in fewer steps for the usual line: a single-line filter's line with a
         valid date. ``None``, with nothing done, for any other line (then use
         :meth:`feed_candidate` or :meth:`feed_raw`). The literal prefilter is not asked: only
-        a candidate finder's lines should come here (the prefilter only narrows)."""
+        a candidate finder's lines should come here (the prefilter only narrows).
+
+        ``dated``: the text and date of lines already found by matchers whose filters have
+        this one's ``date_key``, by their offset ``at`` in one chunk (the jails on one file
+        decode and date a line once)."""
         one_line = self.filter._one_line
         if one_line is None or len(raw) > MAX_LINE_CHARS:
             return None
-        line = decode_line(raw)
-        found = self.filter.dates.find(line)
+        known = dated.get(at) if dated is not None else None
+        if known is None:
+            line = decode_line(raw)
+            found = self.filter.dates.find(line)
+            if dated is not None:
+                dated[at] = (line, found)
+        else:
+            line, found = known
         if found is None or found.epoch is None or found.end <= found.start:
             return None
         return line, self._dated(one_line, line, found.start, found.end, found.epoch)

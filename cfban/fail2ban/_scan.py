@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cfban.fail2ban._candidates import CandidateFinder, finder_for
-from cfban.fail2ban._matcher import LineMatcher, SkippedLines, not_log_line
+from cfban.fail2ban._matcher import DatedLines, LineMatcher, SkippedLines, not_log_line
 from cfban.fail2ban._model import Failure
 
 __all__ = ["ChunkScanner", "Hit", "SkippedLines", "split_chunks"]
@@ -71,12 +71,13 @@ class ChunkScanner:
         #: Whether scans count the empty and comment lines (else the caller must).
         self.counts_special = finder is None or finder.reports_special_lines
 
-    def scan(self, chunk: bytes) -> list[Hit]:
+    def scan(self, chunk: bytes, dated: DatedLines | None = None) -> list[Hit]:
         """The lines of ``chunk`` that went through the filter, with their failures (if any).
 
         Lines the finder rules out never appear; a line that was looked at but gave no
         failure appears with an empty list (callers count "ignored" lines from those).
-        ``lines`` is then the number of lines in ``chunk``.
+        ``lines`` is then the number of lines in ``chunk``. ``dated``: lines of this chunk
+        other scanners with the same ``Filter.date_key`` decoded and dated (filled in turn).
         """
         finder = self.finder
         if finder is None:
@@ -99,7 +100,7 @@ class ChunkScanner:
             if skip_comments and (not raw or raw[0] == 0x23 or raw == b"\r"):  # not_log_line
                 special += 1
                 continue
-            result = quick(raw)
+            result = quick(raw, dated, start)
             if result is None:  # the skipped lines' dates may matter: hand them over first
                 if start > done:
                     matcher._pending.append(SkippedLines(chunk, done, start, skip_comments))

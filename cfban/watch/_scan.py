@@ -3,7 +3,8 @@
 The daemon reads each file once, whatever the number of jails on it: the batch's lines are
 joined into one chunk, and each jail's filter finds its candidate lines in that chunk with
 searches over the whole chunk (``cfban.fail2ban._scan``); only candidate lines are decoded,
-dated and matched, each by the jails whose filter could match it. The failures come back in
+dated and matched, each by the jails whose filter could match it (jails whose filters date
+lines alike - the same ``datepattern`` - decode and date each line once). The failures come back in
 line order, jails in their configured order on each line: the order the per-line loop had.
 
 If a jail's scan of a batch fails, that jail falls back to feeding the batch line by line,
@@ -20,6 +21,7 @@ from typing import NamedTuple, cast
 from cfban.errors import CfbanError
 from cfban.fail2ban import Failure, LineMatcher
 from cfban.fail2ban._candidates import PatternFinder, finder_for
+from cfban.fail2ban._matcher import DatedLines
 from cfban.fail2ban._scan import ChunkScanner
 from cfban.fail2ban._union import SharedSearch, shareable
 
@@ -66,12 +68,14 @@ class BatchScanner:
         chunk = b"\n".join(lines) + b"\n"
         group = self.group(matchers)
         found: list[Found] = []
+        dated: dict[object, DatedLines] = {}  # jails whose filters date lines alike share
         try:
             for position, (matcher, scanner) in enumerate(
                 zip(matchers, group.scanners, strict=True)
             ):
+                key = matcher.filter.date_key
                 try:
-                    hits = scanner.scan(chunk)
+                    hits = scanner.scan(chunk, dated.setdefault(key, {}) if key else None)
                 except CfbanError:
                     found.extend(self._line_by_line(position, matcher, lines))
                     continue
