@@ -39,6 +39,8 @@ class BanDecision:
     time: float
     bantime: int
     failures: int
+    #: The ban's number among the address's bans in this jail when the bantime grows with
+    #: it (``bantime_factor`` above 1); 1 otherwise (the history is not looked up).
     ban_count: int
 
     @property
@@ -123,7 +125,8 @@ class Jail:
         return self._decide(address, record)
 
     def _decide(self, address: str, record: _Record) -> BanDecision:
-        count = self._previous_bans(address) + 1
+        grows = self.bantime_factor > 1 and self.bantime > 0
+        count = self._previous_bans(address) + 1 if grows else 1  # a look-up in the state
         bantime = grown(self.bantime, self.bantime_factor, self.bantime_maxtime, count)
         decision = BanDecision(
             address=address,

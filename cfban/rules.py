@@ -113,6 +113,13 @@ class Rules:
         found = self.jails.get(name) if name is not None else None
         return found if found is not None else JailRules(action=self.default_action)
 
+    def needs_history(self, jail: str | None, given: float | None) -> bool:
+        """Whether a new ban's action or bantime depends on the target's earlier bans (an
+        escalation, a bantime that grows, ``[recidive]``); else they need not be read."""
+        rules = self.jail(jail)
+        grows = given is None and rules.bantime_factor > 1 and rules.bantime > 0
+        return bool(rules.escalate_after) or grows or self.recidive is not None
+
     def action(self, jail: str | None, history: Sequence[PastBanLike]) -> str:
         """What a new ban of ``jail`` does, given the target's earlier bans."""
         rules = self.jail(jail)

@@ -112,7 +112,9 @@ class Intake:
         self.guard(jail).check(target.target if is_range else target.address)
         now = self._now()
         self._check_allowed(target, now)
-        history = self.earlier_bans(target.target, name)
+        history = (
+            self.earlier_bans(target.target, name) if rules.needs_history(jail, bantime) else []
+        )
         action = rules.action(jail, history)
         if is_range and "/" in target.target:
             range_target(target.target, rules.ipv6_prefix, rules.mechanism(action))
