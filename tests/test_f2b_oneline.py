@@ -16,7 +16,13 @@ import pytest
 from cfban._resources import filters_dir
 from cfban.fail2ban import Filter, FilterDefinition, LineMatcher, RegexSource
 from cfban.fail2ban._oneline import OneLine
-from tests.support.failjson import filter_options, harness_filter, harness_time, read_samples
+from tests.support.failjson import (
+    filter_options,
+    harness_filter,
+    harness_time,
+    read_samples,
+    stock_with_samples,
+)
 
 FILTER_DIR = Path("/etc/fail2ban/filter.d")
 SAMPLE_DIR = Path("/usr/lib/python3/dist-packages/fail2ban/tests/files/logs")
@@ -24,17 +30,7 @@ BUNDLED_SAMPLES = Path(__file__).resolve().parent / "samples"
 BUNDLED = sorted(p.stem for p in filters_dir().glob("*.conf") if not p.stem.endswith("-common"))
 
 
-def _stock() -> list[str]:
-    if not FILTER_DIR.is_dir() or not SAMPLE_DIR.is_dir():
-        return []
-    return sorted(
-        p.stem
-        for p in FILTER_DIR.glob("*.conf")
-        if not p.name.endswith("common.conf") and (SAMPLE_DIR / p.stem).is_file()
-    )
-
-
-STOCK = _stock()
+STOCK = stock_with_samples()
 
 
 def _both(make: object) -> tuple[Filter, Filter]:

@@ -45,6 +45,7 @@ from tests.support.failjson import (
     harness_time,
     options_key,
     read_samples,
+    stock_with_samples,
 )
 
 STOCK_DIR = Path("/etc/fail2ban/filter.d")
@@ -64,17 +65,7 @@ EXTRA_TEXT = [
 ]
 
 
-def _stock_names() -> list[str]:
-    if not STOCK_DIR.is_dir() or not STOCK_SAMPLES.is_dir():
-        return []
-    return sorted(
-        p.stem
-        for p in STOCK_DIR.glob("*.conf")
-        if not p.name.endswith("common.conf") and (STOCK_SAMPLES / p.stem).is_file()
-    )
-
-
-STOCK = _stock_names()
+STOCK = stock_with_samples()
 Case = tuple[Filter, Filter, tuple[str, ...]]  # with prefilter, without, sample lines
 
 

@@ -25,7 +25,13 @@ from cfban.fail2ban import Filter, FilterDefinition, LineMatcher, RegexSource
 from cfban.fail2ban._candidates import CandidateFinder, LiteralFinder, finder_for
 from cfban.fail2ban._fragments import native_available, pattern_finder
 from cfban.fail2ban._scan import ChunkScanner, split_chunks
-from tests.support.failjson import filter_options, harness_filter, harness_time, read_samples
+from tests.support.failjson import (
+    filter_options,
+    harness_filter,
+    harness_time,
+    read_samples,
+    stock_with_samples,
+)
 
 FILTER_DIR = Path("/etc/fail2ban/filter.d")
 SAMPLE_DIR = Path("/usr/lib/python3/dist-packages/fail2ban/tests/files/logs")
@@ -35,17 +41,7 @@ BUNDLED = sorted(p.stem for p in filters_dir().glob("*.conf") if not p.stem.ends
 Found = list[tuple[int, list[tuple[str | None, float | None, int]]]]
 
 
-def _stock() -> list[str]:
-    if not FILTER_DIR.is_dir() or not SAMPLE_DIR.is_dir():
-        return []
-    return sorted(
-        p.stem
-        for p in FILTER_DIR.glob("*.conf")
-        if not p.name.endswith("common.conf") and (SAMPLE_DIR / p.stem).is_file()
-    )
-
-
-STOCK = _stock()
+STOCK = stock_with_samples()
 
 
 def _special(raw: bytes) -> bool:

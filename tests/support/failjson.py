@@ -51,6 +51,10 @@ from cfban.fail2ban._matcher import Filter, LineMatcher, normalize_host
 from cfban.fail2ban._model import Failure
 from cfban.fail2ban._regex import expand_tags
 
+#: Debian's fail2ban: its stock filters, and the annotated sample logs it ships beside them.
+STOCK_FILTERS = Path("/etc/fail2ban/filter.d")
+STOCK_SAMPLES = Path("/usr/lib/python3/dist-packages/fail2ban/tests/files/logs")
+
 TEST_NOW = 1124013600.0  # 2005-08-14 10:00:00 UTC, fail2ban's test "now"
 TEST_TZ = "CET-01CEST-02,M3.5.0,M10.5.0"
 
@@ -78,6 +82,17 @@ class Sample:
 
     def where(self) -> str:
         return f"{self.path.name}:{self.lineno}"
+
+
+def stock_with_samples() -> list[str]:
+    """The stock filters that have a sample log (none when fail2ban is not installed)."""
+    if not STOCK_FILTERS.is_dir() or not STOCK_SAMPLES.is_dir():
+        return []
+    return sorted(
+        p.stem
+        for p in STOCK_FILTERS.glob("*.conf")
+        if not p.name.endswith("common.conf") and (STOCK_SAMPLES / p.stem).is_file()
+    )
 
 
 def filter_options(options: Mapping[str, Any]) -> dict[str, str]:
