@@ -296,7 +296,7 @@ def test_reports_are_the_same_from_a_file_and_a_pipe(
     with path.open("rb") as stream:
         mapped = testfilter.run_filter(flt, stream)
     flt = testfilter.open_filter("nginx-http-auth")
-    piped = testfilter.run_filter(flt, Pipe(data))  # type: ignore[arg-type]
+    piped = testfilter.run_filter(flt, Pipe(data))
     assert mapped.json_text() == piped.json_text()
     assert mapped.matched > 2 and mapped.matches[-1].line == data.count(b"\n") + 1
     assert mapped.lines == sum(1 for raw in data.split(b"\n") if not _special(raw))

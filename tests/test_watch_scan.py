@@ -107,7 +107,7 @@ def test_process_lines_decides_what_process_decides(tmp_path: Path) -> None:
     ]
     assert expected and got == expected
     assert many.metrics.failures == one.metrics.failures
-    assert many.metrics.refused == one.metrics.refused and sum(one.metrics.refused.values())
+    assert many.metrics.refused == one.metrics.refused and one.metrics.refused.total() > 0
 
 
 def test_refused_failures_leave_no_garbage_cycles(tmp_path: Path) -> None:
