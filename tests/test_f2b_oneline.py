@@ -17,18 +17,16 @@ from cfban._resources import filters_dir
 from cfban.fail2ban import Filter, FilterDefinition, LineMatcher, RegexSource
 from cfban.fail2ban._oneline import OneLine
 from tests.support.failjson import (
+    BUNDLED,
+    BUNDLED_SAMPLES,
+    STOCK_FILTERS,
+    STOCK_SAMPLES,
     filter_options,
     harness_filter,
     harness_time,
     read_samples,
     stock_with_samples,
 )
-
-FILTER_DIR = Path("/etc/fail2ban/filter.d")
-SAMPLE_DIR = Path("/usr/lib/python3/dist-packages/fail2ban/tests/files/logs")
-BUNDLED_SAMPLES = Path(__file__).resolve().parent / "samples"
-BUNDLED = sorted(p.stem for p in filters_dir().glob("*.conf") if not p.stem.endswith("-common"))
-
 
 STOCK = stock_with_samples()
 
@@ -67,18 +65,18 @@ def _check(name: str, path: Path, search: list[Path]) -> None:
 def test_stock_filter_short_loop_equals_full_loop(name: str) -> None:
     if not STOCK:
         pytest.skip("fail2ban's stock filters and samples are not installed")
-    _check(name, SAMPLE_DIR / name, [FILTER_DIR])
+    _check(name, STOCK_SAMPLES / name, [STOCK_FILTERS])
 
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_filter_short_loop_equals_full_loop(name: str) -> None:
-    _check(name, BUNDLED_SAMPLES / name, [filters_dir(), FILTER_DIR])
+    _check(name, BUNDLED_SAMPLES / name, [filters_dir(), STOCK_FILTERS])
 
 
 def test_bundled_access_filters_take_the_short_loop() -> None:
     with harness_time():
         for name in BUNDLED:
-            flt = harness_filter(name, {}, search_path=[filters_dir(), FILTER_DIR])
+            flt = harness_filter(name, {}, search_path=[filters_dir(), STOCK_FILTERS])
             assert OneLine.fits(flt), name
 
 

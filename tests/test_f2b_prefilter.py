@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -39,6 +38,10 @@ from cfban.fail2ban._prefilter import (
     uncut_literal,
 )
 from tests.support.failjson import (
+    BUNDLED,
+    BUNDLED_SAMPLES,
+    STOCK_FILTERS,
+    STOCK_SAMPLES,
     Sample,
     filter_options,
     harness_filter,
@@ -48,10 +51,6 @@ from tests.support.failjson import (
     stock_with_samples,
 )
 
-STOCK_DIR = Path("/etc/fail2ban/filter.d")
-STOCK_SAMPLES = Path("/usr/lib/python3/dist-packages/fail2ban/tests/files/logs")
-BUNDLED_SAMPLES = Path(__file__).resolve().parent / "samples"
-BUNDLED = sorted(p.stem for p in filters_dir().glob("*.conf") if not p.stem.endswith("-common"))
 EXTRA_TEXT = [
     "2005-08-14 10:00:00 ",
     "[14/Aug/2005:10:00:01 +0200]",
@@ -235,7 +234,7 @@ def test_feed_raw_equals_feed_of_the_decoded_line() -> None:
 @functools.cache
 def _stock_cases(name: str) -> list[Case]:
     samples = read_samples(STOCK_SAMPLES / name, name)
-    return _cases(samples, lambda opts: harness_filter(name, opts, search_path=[STOCK_DIR]))
+    return _cases(samples, lambda opts: harness_filter(name, opts, search_path=[STOCK_FILTERS]))
 
 
 @functools.cache

@@ -26,17 +26,16 @@ from cfban.fail2ban._candidates import CandidateFinder, LiteralFinder, finder_fo
 from cfban.fail2ban._fragments import native_available, pattern_finder
 from cfban.fail2ban._scan import ChunkScanner, split_chunks
 from tests.support.failjson import (
+    BUNDLED,
+    BUNDLED_SAMPLES,
+    STOCK_FILTERS,
+    STOCK_SAMPLES,
     filter_options,
     harness_filter,
     harness_time,
     read_samples,
     stock_with_samples,
 )
-
-FILTER_DIR = Path("/etc/fail2ban/filter.d")
-SAMPLE_DIR = Path("/usr/lib/python3/dist-packages/fail2ban/tests/files/logs")
-BUNDLED_SAMPLES = Path(__file__).resolve().parent / "samples"
-BUNDLED = sorted(p.stem for p in filters_dir().glob("*.conf") if not p.stem.endswith("-common"))
 
 Found = list[tuple[int, list[tuple[str | None, float | None, int]]]]
 
@@ -156,10 +155,10 @@ def _check(make: Any, name: str, data: bytes, option_sets: Sequence[dict[str, st
 def test_stock_filter_scan_equals_plain_engine(name: str) -> None:
     if not STOCK:
         pytest.skip("fail2ban's stock filters and samples are not installed")
-    path = SAMPLE_DIR / name
+    path = STOCK_SAMPLES / name
     with harness_time():
         _check(
-            lambda o: harness_filter(name, o, search_path=[FILTER_DIR]),
+            lambda o: harness_filter(name, o, search_path=[STOCK_FILTERS]),
             name,
             path.read_bytes(),
             _option_sets(path, name),
@@ -169,7 +168,7 @@ def test_stock_filter_scan_equals_plain_engine(name: str) -> None:
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_filter_scan_equals_plain_engine(name: str) -> None:
     path = BUNDLED_SAMPLES / name
-    search = [filters_dir(), FILTER_DIR]
+    search = [filters_dir(), STOCK_FILTERS]
     with harness_time():
         _check(
             lambda o: harness_filter(name, o, search_path=search),
@@ -386,8 +385,8 @@ def test_every_chain_variant_finds_every_matching_line(name: str) -> None:
 
     bundled = name.startswith("bundled:")
     stem = name.removeprefix("bundled:")
-    path = (BUNDLED_SAMPLES if bundled else SAMPLE_DIR) / stem
-    search = [filters_dir(), FILTER_DIR] if bundled else [FILTER_DIR]
+    path = (BUNDLED_SAMPLES if bundled else STOCK_SAMPLES) / stem
+    search = [filters_dir(), STOCK_FILTERS] if bundled else [STOCK_FILTERS]
     with harness_time():
         for options in _option_sets(path, stem):
             flt = harness_filter(stem, options, search_path=search)

@@ -44,6 +44,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cfban._resources import filters_dir
 from cfban.clock import SystemClock
 from cfban.fail2ban._dates import DateDetector
 from cfban.fail2ban._loader import load_definition
@@ -54,6 +55,10 @@ from cfban.fail2ban._regex import expand_tags
 #: Debian's fail2ban: its stock filters, and the annotated sample logs it ships beside them.
 STOCK_FILTERS = Path("/etc/fail2ban/filter.d")
 STOCK_SAMPLES = Path("/usr/lib/python3/dist-packages/fail2ban/tests/files/logs")
+#: The annotated samples of cfban's bundled filters, one file per filter.
+BUNDLED_SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+#: The bundled filters (not their ``-common`` includes).
+BUNDLED = sorted(p.stem for p in filters_dir().glob("*.conf") if not p.stem.endswith("-common"))
 
 TEST_NOW = 1124013600.0  # 2005-08-14 10:00:00 UTC, fail2ban's test "now"
 TEST_TZ = "CET-01CEST-02,M3.5.0,M10.5.0"
