@@ -320,13 +320,6 @@ class LineMatcher:
         flt = self.filter
         one_line = flt._one_line
         might_match = None if candidate else flt._might_match
-        if one_line is not None and known_time is None and not check_all:
-            # the usual case in fewer steps: a single-line filter, a line with a valid date
-            if might_match is None or might_match(line):
-                line = flt._cap(line)
-                found = flt.dates.find(line)
-                if found is not None and found.epoch is not None and found.end > found.start:
-                    return self._dated(one_line, line, found.start, found.end, found.epoch)
         if might_match is not None and not might_match(line):
             if known_time is not None:
                 flt._cap(line)  # counts a truncated line
