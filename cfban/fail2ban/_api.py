@@ -7,8 +7,6 @@ from datetime import tzinfo
 from pathlib import Path
 
 from cfban._resources import filters_dir
-from cfban.clock import SystemClock
-from cfban.fail2ban._dates import DateDetector
 from cfban.fail2ban._loader import load_definition
 from cfban.fail2ban._matcher import Filter
 
@@ -41,10 +39,4 @@ def load_filter(
     """
     path = tuple(search_path) if search_path is not None else default_search_path()
     definition = load_definition(spec, search_path=path, jail_options=jail_options)
-    clock = now or SystemClock().now
-    dates = DateDetector(
-        definition.datepattern, logtimezone=definition.logtimezone, tz=tz, now=clock
-    )
-    flt = Filter(definition, dates=dates, now=clock)
-    flt.date_key = (definition.datepattern, definition.logtimezone, tz, clock)
-    return flt
+    return Filter(definition, now=now, tz=tz)

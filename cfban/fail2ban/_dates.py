@@ -213,10 +213,7 @@ class DateDetector:
             parsed = self._same_minute(index, found, start, end)
             if parsed is not _UNSEEN:
                 result = DateMatch(start, end, parsed)  # type: ignore[arg-type]
-                matches = self._matches
-                if len(matches) >= _CACHE_LIMIT:
-                    matches.clear()
-                matches[span_key] = result
+                self._remember(self._matches, span_key, result)
                 return result
         key = (index, found.group(1)) if text_key else (index, found.groups())
         parsed = self._parsed.get(key, _UNSEEN)

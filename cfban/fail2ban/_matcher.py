@@ -11,6 +11,7 @@ one hostile line cannot make a regex run for long; ``Filter.stats["truncated"]``
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -69,8 +70,9 @@ class Filter:
     """A compiled fail2ban filter.
 
     ``dates`` finds and parses the date of a line (by default a ``DateDetector`` for the
-    definition's ``datepattern``); ``now`` gives the current epoch time (used for ``{NONE}``
-    dates). ``stats`` counts lines the matcher had to treat specially (``truncated``).
+    definition's ``datepattern``, with ``tz`` for dates without a zone); ``now`` gives the
+    current epoch time (used for ``{NONE}`` dates). ``stats`` counts lines the matcher had to
+    treat specially (``truncated``).
     ``prefilter`` (``None`` to switch it off) lets lines that cannot give a failure skip date
     detection and the regexes (``_prefilter``); results are the same with and without it.
 
@@ -84,19 +86,20 @@ class Filter:
         *,
         dates: DateFinder | None = None,
         now: Callable[[], float] | None = None,
+        tz: datetime.tzinfo | None = None,
     ) -> None:
         self.definition = definition
-        self.compiled: CompiledFilter = compile_filter(definition)
         self.now: Callable[[], float] = now or SystemClock().now
         #: Filters with equal keys find the same date in any line (``None``: a date finder
         #: of the caller's, never assumed equal to another's).
         self.date_key: object | None = None
-        if dates is None:
+        if dates is None:  # first: a bad datepattern is reported before a bad regex
             dates = DateDetector(
-                definition.datepattern, logtimezone=definition.logtimezone, now=self.now
+                definition.datepattern, logtimezone=definition.logtimezone, tz=tz, now=self.now
             )
-            self.date_key = (definition.datepattern, definition.logtimezone, None, self.now)
+            self.date_key = (definition.datepattern, definition.logtimezone, tz, self.now)
         self.dates = dates
+        self.compiled: CompiledFilter = compile_filter(definition)
         self.stats: Counter[str] = Counter()
         self._multiline = definition.maxlines > 1
         compiled = self.compiled
