@@ -97,7 +97,7 @@ class ChunkScanner:
             if end < 0:
                 end = size
             raw = chunk[start:end]
-            if skip_comments and (not raw or raw[0] == 0x23 or raw == b"\r"):  # not_log_line
+            if skip_comments and not_log_line(raw):
                 special += 1
                 continue
             result = quick(raw, dated, start)
