@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cfban.rules import grown
+from cfban.rules import grown, grows
 
 #: A log time further than this from "now" is replaced by now while tailing live (fail2ban's rule).
 LIVE_SKEW = 60.0
@@ -125,8 +125,8 @@ class Jail:
         return self._decide(address, record)
 
     def _decide(self, address: str, record: _Record) -> BanDecision:
-        grows = self.bantime_factor > 1 and self.bantime > 0
-        count = self._previous_bans(address) + 1 if grows else 1  # a look-up in the state
+        growing = grows(self.bantime, self.bantime_factor)
+        count = self._previous_bans(address) + 1 if growing else 1  # a look-up in the state
         bantime = grown(self.bantime, self.bantime_factor, self.bantime_maxtime, count)
         decision = BanDecision(
             address=address,

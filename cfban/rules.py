@@ -117,8 +117,8 @@ class Rules:
         """Whether a new ban's action or bantime depends on the target's earlier bans (an
         escalation, a bantime that grows, ``[recidive]``); else they need not be read."""
         rules = self.jail(jail)
-        grows = given is None and rules.bantime_factor > 1 and rules.bantime > 0
-        return bool(rules.escalate_after) or grows or self.recidive is not None
+        growing = given is None and grows(rules.bantime, rules.bantime_factor)
+        return bool(rules.escalate_after) or growing or self.recidive is not None
 
     def action(self, jail: str | None, history: Sequence[PastBanLike]) -> str:
         """What a new ban of ``jail`` does, given the target's earlier bans."""
@@ -206,10 +206,15 @@ def earlier_bans(history: Sequence[PastBanLike], jail: str, running: bool) -> li
     return past
 
 
+def grows(bantime: float, factor: float) -> bool:
+    """Whether the bantime of a repeat offender grows (else every ban has ``bantime``)."""
+    return bantime > 0 and factor > 1
+
+
 def grown(bantime: int, factor: float, maxtime: int | None, count: int) -> int:
     """The bantime of an address's ``count``-th ban: ``bantime × factor^(count-1)``, capped
     at ``maxtime`` (when set and positive); a permanent ban stays permanent."""
-    if bantime <= 0 or factor <= 1 or count <= 1:
+    if not grows(bantime, factor) or count <= 1:
         return bantime
     value = bantime * factor ** (count - 1)
     if maxtime is not None and maxtime > 0:
