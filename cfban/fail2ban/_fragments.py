@@ -364,16 +364,7 @@ def compile_native(source: str) -> SpanSearch:
     import re2
 
     compiled = re2.compile(source.encode("ascii"))
-    direct = _direct_span(compiled)
-    if direct is not None:
-        return direct
-    public = compiled.search
-
-    def span(data: bytes, pos: int) -> tuple[int, int] | None:
-        found = public(data, pos)
-        return None if found is None else found.span()
-
-    return span
+    return _direct_span(compiled) or _span_of(compiled.search)
 
 
 def _direct_span(compiled: Any) -> SpanSearch | None:
@@ -402,7 +393,11 @@ def _direct_span(compiled: Any) -> SpanSearch | None:
 def compile_python(source: str) -> SpanSearch:
     """``source`` compiled by Python's ``re``, for bytes (chains are Python syntax too): its
     span search."""
-    search = re.compile(source.encode("ascii")).search
+    return _span_of(re.compile(source.encode("ascii")).search)
+
+
+def _span_of(search: Callable[[bytes, int], Any]) -> SpanSearch:
+    """The span search of a ``search`` that returns a match object or ``None``."""
 
     def span(data: bytes, pos: int) -> tuple[int, int] | None:
         found = search(data, pos)
