@@ -165,9 +165,9 @@ class PatternFinder:
         if not self._searches:
             self.tune(chunk[: chunk.rfind(_NEWLINE, 0, TUNING_BYTES) + 1] or chunk)
         found = [_native_starts(search, chunk) for search in self._searches]
-        if not _judged(chunk):
-            rfind = chunk.rfind
-            found.append([rfind(_NEWLINE, 0, m.start()) + 1 for m in _UNJUDGED.finditer(chunk)])
+        unjudged = _unjudged_starts(chunk)
+        if unjudged:
+            found.append(unjudged)
         return _merge(found)
 
 
@@ -182,6 +182,15 @@ def _judged(chunk: bytes) -> bool:
     plain = chunk.isascii() and b"\x00" not in chunk
     _last_judged[:] = [(chunk, plain)]
     return plain
+
+
+def _unjudged_starts(chunk: bytes) -> list[int]:
+    """Start offsets of the lines of ``chunk`` with a byte outside ASCII or NUL: a native
+    pattern is not trusted with them, so they are candidates of every pattern finder."""
+    if _judged(chunk):
+        return []
+    rfind = chunk.rfind
+    return [rfind(_NEWLINE, 0, m.start()) + 1 for m in _UNJUDGED.finditer(chunk)]
 
 
 def _native_starts(search: SpanSearch, chunk: bytes) -> list[int]:

@@ -25,13 +25,12 @@ from functools import partial
 from typing import Any
 
 from cfban.fail2ban._candidates import (
-    _UNJUDGED,
     TUNING_BYTES,
     CandidateFinder,
     PatternFinder,
-    _judged,
     _merge,
     _native_starts,
+    _unjudged_starts,
 )
 
 __all__ = ["SharedSearch", "shareable"]
@@ -145,9 +144,8 @@ class SharedSearch:
                     starts = per[position]
                     if not starts or starts[-1] != start:
                         starts.append(start)
-        if not _judged(chunk):
-            rfind = chunk.rfind
-            odd = [rfind(_NEWLINE, 0, m.start()) + 1 for m in _UNJUDGED.finditer(chunk)]
+        odd = _unjudged_starts(chunk)
+        if odd:
             per = [list(_merge([starts, odd])) for starts in per]
         return per
 
