@@ -138,3 +138,43 @@ def test_backlog_counts_are_not_purged_mid_read(tmp_path: Path, monkeypatch: pyt
     assert daemon.metrics.lines == 2
     assert daemon.metrics.bans["probes"] == 1
     assert _rules(cf_server) == {"203.0.113.30"}
+
+
+class _CountingEvent(threading.Event):
+    """An event that counts how often it is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def set(self) -> None:
+        self.calls += 1
+        super().set()
+
+
+@pytest.mark.parametrize("lead", [0, 1], ids=["ends-on-full-batch", "ends-on-short-batch"])
+def test_backlog_bans_are_gathered_into_few_rounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cf_server: ServedEmulator, lead: int
+) -> None:
+    """While a backlog is read, batch after batch, the delivery thread is called once and
+    then again only when the backlog ends - wherever it ends - and every ban lands."""
+    import cfban.watch._daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "BATCH_LINES", 2)
+    monkeypatch.setattr(daemon_module, "DELIVERY_GATHER", 3600.0)
+    (tmp_path / "logs").mkdir()
+    log = tmp_path / "logs" / "access.log"
+    offenders = [f"203.0.113.{n}" for n in range(40, 60)]
+    # one line ahead of the pairs makes the last batch a short one with the last ban
+    lines = PROBE.format(ip="198.51.100.1", date=log_date()) * lead
+    log.write_text(lines + "".join(PROBE.format(ip=ip, date=log_date()) * 2 for ip in offenders))
+    daemon = Daemon(
+        _settings(tmp_path, cf_server),
+        WatchOptions(poll=0.05, exit_idle=0.5, from_start=True),
+    )
+    calls = daemon._deliver_now = _CountingEvent()
+    daemon.run()
+    assert daemon.metrics.bans["probes"] == len(offenders)
+    assert _rules(cf_server) == set(offenders)
+    # the first batch's ban, the backlog's end, and the stop: not one call per batch
+    assert calls.calls <= 3

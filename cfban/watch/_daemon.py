@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import signal
 import threading
@@ -60,6 +61,12 @@ STOP_DEADLINE = 5.0
 #: Seconds between looks at the age of the shared allowlist copy (it is read again when
 #: older than [cloudflare] allowlist_refresh).
 ALLOWLIST_CHECK = 30.0
+#: Seconds between calls on the delivery thread while a backlog is read (full batches, one
+#: after another): each round takes every ban queued since the last, instead of one round -
+#: a claim, a confirmation and a record, each a synced transaction - per batch of lines.
+#: A batch that reaches the end of its file calls at once, so a live line's ban waits for
+#: no one.
+DELIVERY_GATHER = 0.1
 
 
 @dataclass
@@ -106,6 +113,8 @@ class Daemon:
         self._last_error: str | None = None
         self._oldest_queued: float | None = None
         self._attached_once = False
+        self._called_delivery = -math.inf  # monotonic time of the last call
+        self._uncalled = False  # bans queued since that call
         self._setup(settings)
 
     # -- set-up -------------------------------------------------------------------------------
@@ -244,6 +253,8 @@ class Daemon:
                 log.info("no new lines for %.0f s and nothing queued: exiting", idle)
                 return
             if not read:
+                if self._uncalled:  # the backlog ended on a full batch
+                    self._call_delivery(urgent=True)
                 watcher.wait(self.options.poll)
 
     def _queue_empty(self, service: BanService) -> bool:
@@ -296,9 +307,21 @@ class Daemon:
                 seen = "" if hold.target == hold.address else f" (seen as {hold.address})"
                 log.info("ban %s%s by jail %s", hold.target, seen, hold.jail)
             if queued:
-                self._deliver_now.set()
+                self._call_delivery(urgent=entry.caught_up)
             total += len(lines)
         return total
+
+    def _call_delivery(self, *, urgent: bool) -> None:
+        """Wake the delivery thread for what was just queued: at once after a batch that
+        reached the end of its file (``urgent``), at most every :data:`DELIVERY_GATHER`
+        seconds while a backlog is read."""
+        now = self.clock.monotonic()
+        if urgent or now - self._called_delivery >= DELIVERY_GATHER:
+            self._called_delivery = now
+            self._uncalled = False
+            self._deliver_now.set()
+        else:
+            self._uncalled = True
 
     def _hold(self, decision: BanDecision) -> Hold | None:
         """The hold the one commit path plans for a jail's decision (None: none to commit)."""
