@@ -112,12 +112,13 @@ class AllowCache:
 
     def __init__(self, state_dir: Path) -> None:
         self._state_dir = state_dir
+        self._path = os.fspath(path_in(state_dir))  # asked about on every ban: made once
         self._stamp: tuple[int, int] | None = None
         self._list = AllowList()
 
     def current(self) -> AllowList:
         try:
-            st = path_in(self._state_dir).stat()
+            st = os.stat(self._path)
             stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
         except OSError:
             stamp = None

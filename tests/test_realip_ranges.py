@@ -22,6 +22,7 @@ from cfban.realip import (
     BUNDLED_IPV4,
     BUNDLED_IPV6,
     CloudflareRanges,
+    FirstCover,
     NetworkSet,
     fetch_ranges,
     load_ranges,
@@ -111,6 +112,39 @@ def test_network_set_agrees_with_a_linear_scan(
             if 0 <= value < 2**32:
                 address = ipaddress.IPv4Address(value)
                 assert found.contains(address) == any(address in n for n in nets)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(
+    st.lists(_nets4, min_size=1, max_size=5),
+    st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20),
+)
+def test_first_cover_agrees_with_asking_each_set_in_turn(
+    groups: list[list[ipaddress.IPv4Network]], probes: list[int]
+) -> None:
+    sets = [NetworkSet(nets) for nets in groups]
+    cover = FirstCover(sets)
+    edges = {
+        edge
+        for nets in groups
+        for net in nets
+        for edge in (int(net.network_address) - 1, int(net.network_address),
+                     int(net.broadcast_address), int(net.broadcast_address) + 1)
+    }  # fmt: skip
+    for value in {*probes, *edges}:
+        if not 0 <= value < 2**32:
+            continue
+        address = ipaddress.IPv4Address(value)
+        first = next((n for n, s in enumerate(sets) if s.contains(address)), None)
+        assert cover.first(address) == first
+
+
+def test_first_cover_of_ipv6_and_mapped_addresses() -> None:
+    sets = [NetworkSet(["2001:db8::/32"]), NetworkSet(["2001:db8:1::/48", "10.0.0.0/8"])]
+    cover = FirstCover(sets)
+    assert cover.first(ipaddress.ip_address("2001:db8:1::5")) == 0
+    assert cover.first(ipaddress.ip_address("::ffff:10.1.2.3")) == 1
+    assert cover.first(ipaddress.ip_address("2001:db9::1")) is None
 
 
 # --- load and store -----------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Real client addresses behind Cloudflare, and the addresses cfban must never ban.
 
 ==============  ==========================================================================
-``_netset``     address parsing/normalising; :class:`NetworkSet` (bisect over intervals)
+``_netset``     address parsing/normalising; :class:`NetworkSet` (bisect over intervals),
+                :class:`FirstCover` (the first of several sets holding an address)
 ``_ranges``     Cloudflare's ranges: bundled, stored, :func:`load_ranges`
 ``_refresh``    :func:`refresh_ranges` from ``GET {api_url}/ips``, validated before storing
 ``_resolver``   :class:`Resolver`: which address a log line is about (design §4)
@@ -13,7 +14,7 @@
 from __future__ import annotations
 
 from cfban.realip._guards import SPECIAL_RANGES, BanGuard, GuardRefusal, GuardStats
-from cfban.realip._netset import NetworkSet, parse_address, parse_target
+from cfban.realip._netset import FirstCover, NetworkSet, parse_address, parse_target
 from cfban.realip._ranges import (
     BUNDLED_IPV4,
     BUNDLED_IPV6,
@@ -35,6 +36,7 @@ __all__ = [
     "SPECIAL_RANGES",
     "BanGuard",
     "CloudflareRanges",
+    "FirstCover",
     "GuardRefusal",
     "GuardStats",
     "NetworkSet",

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from cfban.errors import GuardRefusal as GuardRefusal  # defined there, re-exported here
 from cfban.realip._netset import (
     Address,
+    FirstCover,
     Network,
     NetworkSet,
     as_network,
@@ -178,6 +179,7 @@ class BanGuard:
                 continue
             order.append(_Category(reason, specials[reason]))
         self._order = tuple(c for c in order if c.networks)
+        self._first = FirstCover([c.networks for c in self._order])
         self.ipv6_prefix = ipv6_prefix
         self.stats = stats if stats is not None else GuardStats()
         what = (tuple((c.reason, c.where, c.networks.networks) for c in self._order), ipv6_prefix)
@@ -220,9 +222,9 @@ class BanGuard:
     def _find(self, target: Address | Network) -> tuple[_Category, Network | None] | None:
         """The first protected category ``target`` hits, and the banned block if that hit."""
         if isinstance(target, ipaddress.IPv4Address | ipaddress.IPv6Address):
-            for category in self._order:
-                if category.networks.contains(target):
-                    return category, None
+            first = self._first.first(target)
+            if first is not None:
+                return self._order[first], None
         else:
             for category in self._order:
                 if category.networks.overlaps(target):

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from typing import TypeAlias
 
 Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -162,3 +163,53 @@ class NetworkSet:
         """Whether any address of ``network`` lies in one of the networks."""
         net = normalise_network(as_network(network))
         return self._covers(net.version, int(net.network_address), int(net.broadcast_address))
+
+    def intervals(self, version: int) -> list[tuple[int, int]]:
+        """The merged ``[start, end]`` integer intervals of one address family."""
+        return list(zip(self._starts[version], self._ends[version], strict=True))
+
+
+class FirstCover:
+    """Which of several network sets, in their order, is the first to contain an address,
+    with one binary search however many sets there are.
+
+    The sets' interval ends cut each family's address space into pieces that every set
+    either covers whole or misses; each piece covered by some set is kept with the first
+    such set (adjacent pieces of the same set joined).
+    """
+
+    def __init__(self, sets: Sequence[NetworkSet]) -> None:
+        self._tables: dict[int, tuple[list[int], list[int], list[int]]] = {}
+        for version in (4, 6):
+            bounds = sorted(
+                {
+                    edge
+                    for s in sets
+                    for low, high in s.intervals(version)
+                    for edge in (low, high + 1)
+                }
+            )
+            starts: list[int] = []
+            ends: list[int] = []
+            owners: list[int] = []
+            for low, beyond in pairwise(bounds):
+                owner = next((n for n, s in enumerate(sets) if s._covers(version, low, low)), None)
+                if owner is None:
+                    continue
+                if owners and owners[-1] == owner and ends[-1] == low - 1:
+                    ends[-1] = beyond - 1
+                else:
+                    starts.append(low)
+                    ends.append(beyond - 1)
+                    owners.append(owner)
+            self._tables[version] = (starts, ends, owners)
+
+    def first(self, address: Address) -> int | None:
+        """The position of the first set that contains ``address`` (normalised), or None."""
+        address = normalise_address(address)
+        starts, ends, owners = self._tables[address.version]
+        value = int(address)
+        index = bisect_right(starts, value) - 1
+        if index >= 0 and ends[index] >= value:
+            return owners[index]
+        return None

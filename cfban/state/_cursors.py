@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from cfban.state import _bans
 
@@ -48,7 +48,15 @@ def commit_batch(
     add was queued."""
     queued: list[str] = []
     for hold in holds:
-        if _bans.hold(conn, now=now, **asdict(hold)):
+        if _bans.hold(
+            conn,
+            address=hold.address,
+            target=hold.target,
+            jail=hold.jail,
+            expires_at=hold.expires_at,
+            now=now,
+            action=hold.action,
+        ):
             queued.append(hold.target)
     conn.executemany(
         "INSERT INTO cursors (path, inode, offset, head_hash, updated_at) "
