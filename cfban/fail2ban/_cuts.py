@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
@@ -125,8 +126,10 @@ def _anchored(items: list[tuple[Any, Any]], flags: int) -> bool:
     )
 
 
+@lru_cache(maxsize=1024)  # every filter on fail2ban's default dates cuts the same templates
 def template_cut(regex: re.Pattern[str]) -> Cut:
-    """The :class:`Cut` of one date template (group 1 is the date).
+    """The :class:`Cut` of one date template (group 1 is the date), never to be changed: it
+    is made once per template.
 
     A template searched through the line (not anchored at its start) may match anywhere, so
     whatever precedes its match precedes the date too: its last characters are known only if

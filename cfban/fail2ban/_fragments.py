@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
@@ -406,6 +407,7 @@ def _span_of(search: Callable[[bytes, int], Any]) -> SpanSearch:
     return span
 
 
+@lru_cache(maxsize=4096)  # the jails on one file weigh the same chains' parts
 def _required_chars(text: str) -> int:
     """The fewest characters a chain's text matches (it is Python syntax too)."""
     width: int = sre_parse.parse(text).getwidth()[0]
