@@ -282,3 +282,42 @@ def test_the_first_large_chunk_decides_and_the_last_is_not_kept() -> None:
         scanner.scan(matchers, lines[3:])
     assert group.shared.shared is not None and group.shared._decided
     assert group.shared._chunk is None and group.shared._starts == []
+
+
+def test_regex_hints_name_every_failregex_that_can_match_a_line() -> None:
+    """For a filter with several failregexes, the shared search says which of them can match
+    each line (their chains are in it): every failregex that matches the line (date cut out)
+    is among them, and on lines outside ASCII it says nothing."""
+    log = LOGS["access"]
+    lines = _lines(log)
+    chunk = _chunk(lines)
+    with harness_time():
+        matchers = _matchers(_names(log))
+        group = BatchScanner().group(matchers)
+        assert group.shared is not None
+        group.shared.tune(chunk[: 1 << 18])
+        group.shared.shared = True
+        checked = narrowed = 0
+        for matcher, scanner in zip(matchers, group.scanners, strict=True):
+            finder = scanner.finder
+            assert finder is not None
+            starts = list(finder.line_starts(chunk))
+            hints = finder.regex_hints(chunk)
+            regexes = matcher.filter.compiled.failregex
+            if len(regexes) == 1:
+                assert not hints
+                continue
+            assert hints is not None and set(hints) <= set(starts)
+            for start, only in hints.items():
+                line = chunk[start : chunk.index(b"\n", start)]
+                assert line.isascii() and b"\x00" not in line
+                text = line.decode()
+                found = matcher.filter.dates.find(text)
+                if found is None:
+                    continue
+                cut = text[: found.start] + text[found.end :] + "\n"
+                matching = {i for i, r in enumerate(regexes) if r.pattern.search(cut)}
+                assert matching <= set(only), (matcher.filter, text)
+                checked += 1
+                narrowed += len(only) < len(regexes)
+    assert checked > 200 and narrowed > 100

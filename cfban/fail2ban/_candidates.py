@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from cfban.fail2ban._prefilter import Prefilter
@@ -32,9 +32,18 @@ if TYPE_CHECKING:
     from cfban.fail2ban._fragments import SpanSearch
     from cfban.fail2ban._matcher import Filter
 
-__all__ = ["CandidateFinder", "Cheapest", "LiteralFinder", "PatternFinder", "finder_for"]
+__all__ = [
+    "CandidateFinder",
+    "Cheapest",
+    "LiteralFinder",
+    "PatternFinder",
+    "RegexHints",
+    "finder_for",
+]
 
 _NEWLINE = b"\n"
+#: Candidate line start -> the indexes (ascending) of the only failregexes that can match it.
+RegexHints = Mapping[int, tuple[int, ...]]
 #: Bytes a native pattern does not judge the way Python's ``re`` on decoded text would.
 _UNJUDGED = re.compile(rb"[\x00\x80-\xff]")
 
@@ -50,6 +59,12 @@ class CandidateFinder(Protocol):
 
     def line_starts(self, chunk: bytes) -> Iterable[int]:
         """Start offsets of candidate lines, ascending, each once."""
+        ...
+
+    def regex_hints(self, chunk: bytes) -> RegexHints | None:
+        """Asked after :meth:`line_starts`: for some candidate lines of ``chunk``, by start
+        offset, the only failregexes that can match them (``None``, or a line left out: any
+        may)."""
         ...
 
 
@@ -92,6 +107,9 @@ class LiteralFinder:
     def line_starts(self, chunk: bytes) -> Iterable[int]:
         return _merge([_starts_of(chunk, probe) for probe in self.probes])
 
+    def regex_hints(self, chunk: bytes) -> RegexHints | None:
+        return None
+
 
 #: What one candidate line costs the per-line pipeline, roughly (seconds): the weight of a
 #: variant's candidate count against its search time when choosing variants.
@@ -127,6 +145,8 @@ class PatternFinder:
         self.native = native
         #: The chain chosen for each failregex, once tuned (duplicates dropped).
         self.chosen: list[str] = []
+        #: The chain chosen for each failregex, in failregex order.
+        self.chosen_by_regex: list[str] = []
         self.source: str | None = None
         self._searches: list[SpanSearch] = []
 
@@ -146,6 +166,7 @@ class PatternFinder:
                     best, best_cost = text, cost
             chosen.append(best)
             alone += best_cost
+        self.chosen_by_regex = chosen
         unique = self.chosen = list(dict.fromkeys(chosen))
         self.source = "|".join(f"(?:{text})" for text in unique)
         union = self.compile_native(self.source)
@@ -169,6 +190,9 @@ class PatternFinder:
         if unjudged:
             found.append(unjudged)
         return _merge(found)
+
+    def regex_hints(self, chunk: bytes) -> RegexHints | None:
+        return None  # one search for all the chains: it does not say which one matched
 
 
 _last_judged: list[tuple[bytes, bool]] = []
@@ -265,3 +289,6 @@ class Cheapest:
                 costs.append(time.perf_counter() - start + count * CANDIDATE_COST)
             self.chosen = self.finders[costs.index(min(costs))]
         return self.chosen.line_starts(chunk)
+
+    def regex_hints(self, chunk: bytes) -> RegexHints | None:
+        return None if self.chosen is None else self.chosen.regex_hints(chunk)

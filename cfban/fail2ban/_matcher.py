@@ -375,16 +375,26 @@ class LineMatcher:
         return [f for f in found_failures if f.host is not None and "nofail" not in f.groups]
 
     def _dated(
-        self, one_line: OneLine, line: str, start: int, end: int, epoch: float
+        self,
+        one_line: OneLine,
+        line: str,
+        start: int,
+        end: int,
+        epoch: float,
+        only: tuple[int, ...] | None = None,
     ) -> list[Failure]:
         """The failures of ``line``, whose date (``line[start:end]``) is valid."""
         self._pending.clear()  # this date supersedes the skipped lines' dates
         text = line[start:end]
         self._last_date, self._last_date_text = epoch, text
-        return one_line.failures((line[:start], text, line[end:]), epoch)
+        return one_line.failures((line[:start], text, line[end:]), epoch, only)
 
     def feed_dated(
-        self, raw: bytes, dated: DatedLines | None = None, at: int = 0
+        self,
+        raw: bytes,
+        dated: DatedLines | None = None,
+        at: int = 0,
+        only: tuple[int, ...] | None = None,
     ) -> tuple[str, list[Failure]] | None:
         """``feed_raw`` in fewer steps for the usual line: a single-line filter's line with a
         valid date. ``None``, with nothing done, for any other line (then use
@@ -393,7 +403,8 @@ class LineMatcher:
 
         ``dated``: the text and date of lines already found by matchers whose filters have
         this one's ``date_key``, by their offset ``at`` in one chunk (the jails on one file
-        decode and date a line once)."""
+        decode and date a line once). ``only``: the failregexes that can match the line
+        (``OneLine.failures``), when the candidate search knows."""
         one_line = self.filter._one_line
         if one_line is None or len(raw) > MAX_LINE_CHARS:
             return None
@@ -407,7 +418,7 @@ class LineMatcher:
             line, found = known
         if found is None or found.epoch is None or found.end <= found.start:
             return None
-        return line, self._dated(one_line, line, found.start, found.end, found.epoch)
+        return line, self._dated(one_line, line, found.start, found.end, found.epoch, only)
 
     def feed_candidate(self, raw: bytes) -> tuple[str, list[Failure]]:
         """``feed_raw`` for a line a candidate finder chose (``_candidates``): the literal

@@ -33,7 +33,7 @@ class OneLine:
     """The failures of one line of ``flt``, as ``Search(...).run()`` without ``check_all``
     followed by the matcher's filter (a host, no ``nofail``)."""
 
-    __slots__ = ("_ignores", "_regexes", "_stats", "_usedns")
+    __slots__ = ("_ignores", "_regexes", "_stats", "_subsets", "_usedns")
 
     def __init__(self, flt: Filter) -> None:
         compiled = flt.compiled
@@ -44,6 +44,7 @@ class OneLine:
         self._ignores = tuple(regex.pattern.search for regex in compiled.ignoreregex)
         self._usedns = flt.definition.usedns
         self._stats: Counter[str] = flt.stats
+        self._subsets: dict[tuple[int, ...], tuple[_Regex, ...]] = {}
 
     @classmethod
     def fits(cls, flt: Filter) -> bool:
@@ -58,11 +59,23 @@ class OneLine:
             )
         )
 
-    def failures(self, tline: TupleLine, epoch: float | None) -> list[Failure]:
-        """The failures of the line ``tline`` (before the date, the date, after it)."""
+    def failures(
+        self, tline: TupleLine, epoch: float | None, only: tuple[int, ...] | None = None
+    ) -> list[Failure]:
+        """The failures of the line ``tline`` (before the date, the date, after it).
+
+        ``only``: the failregexes (ascending indexes) that can match this line, when a
+        candidate search knows the others cannot (their chains are not in it); the first of
+        them that matches is then the first of all that matches."""
         before, date, after = tline
         text = before + after + "\n"
-        for index, search, alt_names in self._regexes:
+        regexes = self._regexes
+        if only is not None:
+            subset = self._subsets.get(only)
+            if subset is None:
+                subset = self._subsets[only] = tuple(regexes[index] for index in only)
+            regexes = subset
+        for index, search, alt_names in regexes:
             found = search(text)
             if found is None:
                 continue

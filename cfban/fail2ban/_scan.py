@@ -92,7 +92,9 @@ class ChunkScanner:
         counted = 0  # offset up to which newlines are counted into ``index``
         done = 0  # offset up to which lines are fed or handed over as skipped
         size = len(chunk)
-        for start in finder.line_starts(chunk):
+        starts = finder.line_starts(chunk)
+        hints = finder.regex_hints(chunk)  # after line_starts: the search may make them
+        for start in starts:
             end = chunk.find(_NEWLINE, start)
             if end < 0:
                 end = size
@@ -100,7 +102,7 @@ class ChunkScanner:
             if skip_comments and not_log_line(raw):
                 special += 1
                 continue
-            result = quick(raw, dated, start)
+            result = quick(raw, dated, start, hints.get(start) if hints else None)
             if result is None:  # the skipped lines' dates may matter: hand them over first
                 if start > done:
                     matcher._pending.append(SkippedLines(chunk, done, start, skip_comments))

@@ -28,6 +28,7 @@ from cfban.fail2ban._candidates import (
     TUNING_BYTES,
     CandidateFinder,
     PatternFinder,
+    RegexHints,
     _merge,
     _native_starts,
     _unjudged_starts,
@@ -57,9 +58,12 @@ class SharedSearch:
         self.source: str | None = None
         self._search: Callable[[bytes, int], Any] | None = None
         self._match: Callable[[bytes], list[int] | None] | None = None
-        self._owners: list[tuple[int, ...]] = []  # per chain: the members it belongs to
+        # per chain: the members it belongs to, each with the failregexes that chose it
+        # (None for a member with one failregex: nothing to narrow)
+        self._owners: list[tuple[tuple[int, tuple[int, ...] | None], ...]] = []
         self._chunk: bytes | None = None
         self._starts: list[list[int]] = []
+        self._hints: list[dict[int, tuple[int, ...]]] = []
 
     def __repr__(self) -> str:
         return f"SharedSearch({self.source or self.members!r})"
@@ -72,6 +76,7 @@ class SharedSearch:
         """Drop the lines kept for the last chunk (and the chunk)."""
         self._chunk = None
         self._starts = []
+        self._hints = []
 
     def line_starts(self, chunk: bytes, position: int) -> Iterable[int]:
         """The start offsets of member ``position``'s candidate lines in ``chunk``."""
@@ -80,9 +85,16 @@ class SharedSearch:
         if not self.shared:
             return self.members[position].line_starts(chunk)
         if chunk is not self._chunk:
-            self._starts = self.split(chunk)
+            self._starts, self._hints = self.split_hinted(chunk)
             self._chunk = chunk
         return self._starts[position]
+
+    def regex_hints(self, chunk: bytes, position: int) -> RegexHints | None:
+        """For member ``position``'s candidate lines in ``chunk`` (searched already), the
+        failregexes whose chains are in each line: no other can match it."""
+        if chunk is not self._chunk or not self._hints:
+            return None
+        return self._hints[position]
 
     def tune(self, sample: bytes) -> None:
         """Let each member choose its chains on ``sample``, then build the shared search and
@@ -115,12 +127,16 @@ class SharedSearch:
     def _build(self, sample: bytes) -> None:
         import re2
 
-        owners: dict[str, list[int]] = {}
+        owners: dict[str, list[tuple[int, tuple[int, ...] | None]]] = {}
         for position, member in enumerate(self.members):
             if not member.chosen:
                 member.tune(sample)
+            by_regex = member.chosen_by_regex
             for text in member.chosen:
-                owners.setdefault(text, []).append(position)
+                regexes = tuple(i for i, chosen in enumerate(by_regex) if chosen == text)
+                owners.setdefault(text, []).append(
+                    (position, regexes if len(by_regex) > 1 else None)
+                )
         texts = list(owners)
         self.source = "|".join(f"(?:{text})" for text in texts)
         self._search = self.members[0].compile_native(self.source)
@@ -133,21 +149,38 @@ class SharedSearch:
 
     def split(self, chunk: bytes) -> list[list[int]]:
         """Each member's candidate line starts in ``chunk``, ascending (one search)."""
+        return self.split_hinted(chunk)[0]
+
+    def split_hinted(
+        self, chunk: bytes
+    ) -> tuple[list[list[int]], list[dict[int, tuple[int, ...]]]]:
+        """Each member's candidate line starts in ``chunk``, ascending (one search), and
+        for a member with several failregexes, which of them can match each line found by
+        its chains (the lines with bytes not judged have none: any may)."""
         assert self._search is not None and self._match is not None
         per: list[list[int]] = [[] for _ in self.members]
+        hints: list[dict[int, tuple[int, ...]]] = [{} for _ in self.members]
         owners, match, find = self._owners, self._match, chunk.find
         size = len(chunk)
         for start in _native_starts(self._search, chunk):
             end = find(_NEWLINE, start)
             for chain in match(chunk[start : end if end >= 0 else size]) or ():
-                for position in owners[chain]:
+                for position, regexes in owners[chain]:
                     starts = per[position]
                     if not starts or starts[-1] != start:
                         starts.append(start)
+                        if regexes is not None:
+                            hints[position][start] = regexes
+                    elif regexes is not None:  # several chains of one member in the line
+                        known = hints[position]
+                        known[start] = tuple(sorted({*known[start], *regexes}))
         odd = _unjudged_starts(chunk)
         if odd:
             per = [list(_merge([starts, odd])) for starts in per]
-        return per
+            for known in hints:  # the chains' verdict on such a line is not trusted
+                for start in odd:
+                    known.pop(start, None)
+        return per, hints
 
 
 class _Member:
@@ -169,6 +202,9 @@ class _Member:
 
     def line_starts(self, chunk: bytes) -> Iterable[int]:
         return self.search.line_starts(chunk, self.position)
+
+    def regex_hints(self, chunk: bytes) -> RegexHints | None:
+        return self.search.regex_hints(chunk, self.position)
 
 
 def _all_starts(finder: CandidateFinder, chunk: bytes) -> list[int]:
