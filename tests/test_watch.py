@@ -178,3 +178,37 @@ def test_backlog_bans_are_gathered_into_few_rounds(
     assert _rules(cf_server) == set(offenders)
     # the first batch's ban, the backlog's end, and the stop: not one call per batch
     assert calls.calls <= 3
+
+
+def test_a_ban_held_back_is_sent_once_the_gather_time_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cf_server: ServedEmulator
+) -> None:
+    """A ban queued within the gather time of the last call is not forgotten while the
+    backlog goes on: the next batch after the gather time calls, even one with no ban."""
+    import cfban.watch._daemon as daemon_module
+    from cfban.clock import FakeClock
+
+    monkeypatch.setattr(daemon_module, "BATCH_LINES", 2)
+    (tmp_path / "logs").mkdir()
+    log = tmp_path / "logs" / "access.log"
+    ips = ["203.0.113.61"] * 2 + ["203.0.113.62"] * 2 + ["203.0.113.63", "203.0.113.64"] * 2
+    log.write_text("".join(PROBE.format(ip=ip, date=log_date()) for ip in ips))
+    clock = FakeClock(time.time())
+    daemon = Daemon(_settings(tmp_path, cf_server), WatchOptions(from_start=True), clock=clock)
+    calls = daemon._deliver_now = _CountingEvent()
+    service = daemon._factory(daemon.settings)
+    try:
+        daemon._intake = daemon._make_intake(service)
+        daemon._attach_files({})
+        daemon._read_all(service)  # a ban: the first call
+        assert calls.calls == 1
+        clock.advance(0.01)
+        daemon._read_all(service)  # another ban, within the gather time: held back
+        assert calls.calls == 1 and daemon._uncalled
+        clock.advance(daemon_module.DELIVERY_GATHER)
+        daemon._read_all(service)  # no ban in this batch, but the held one is called for
+        assert calls.calls == 2 and not daemon._uncalled
+    finally:
+        for entry in daemon._files.values():
+            entry.follower.close()
+        service.close()

@@ -306,22 +306,21 @@ class Daemon:
             for hold in holds:
                 seen = "" if hold.target == hold.address else f" (seen as {hold.address})"
                 log.info("ban %s%s by jail %s", hold.target, seen, hold.jail)
-            if queued:
+            self._uncalled = self._uncalled or bool(queued)
+            if self._uncalled:  # also for bans an earlier batch of the backlog queued
                 self._call_delivery(urgent=entry.caught_up)
             total += len(lines)
         return total
 
     def _call_delivery(self, *, urgent: bool) -> None:
-        """Wake the delivery thread for what was just queued: at once after a batch that
-        reached the end of its file (``urgent``), at most every :data:`DELIVERY_GATHER`
-        seconds while a backlog is read."""
+        """Wake the delivery thread for the bans queued since the last call: at once after
+        a batch that reached the end of its file (``urgent``), at most every
+        :data:`DELIVERY_GATHER` seconds while a backlog is read."""
         now = self.clock.monotonic()
         if urgent or now - self._called_delivery >= DELIVERY_GATHER:
             self._called_delivery = now
             self._uncalled = False
             self._deliver_now.set()
-        else:
-            self._uncalled = True
 
     def _hold(self, decision: BanDecision) -> Hold | None:
         """The hold the one commit path plans for a jail's decision (None: none to commit)."""
