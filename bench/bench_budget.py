@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from cfban.clock import SystemClock  # noqa: E402
 from cfban.cloudflare._stats import route_of  # noqa: E402
 from tests.cfemu import Emulator, serve  # noqa: E402
+from tests.cfemu._state import Plan  # noqa: E402
 
 LINE = '{ip} - - [{date}] "GET /.env HTTP/1.1" 404 153 "-" "curl/8"\n'
 RESULTS: list[tuple[str, str, str, str, str]] = []
@@ -188,7 +189,7 @@ class Rig:
 
 
 @contextlib.contextmanager
-def rig(plan: str = "free", rate_limit: int = 10**9, **config: Any) -> Iterator[Rig]:
+def rig(plan: Plan = "free", rate_limit: int = 10**9, **config: Any) -> Iterator[Rig]:
     emu = Emulator(clock=SystemClock(), plan=plan, rate_limit=rate_limit)
     emu.options.items_per_page = 500
     emu.options.bulk_polls = 10**6  # polls never finish an operation: only time does
@@ -402,11 +403,21 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _trickles() -> None:
+    trickle(5000)
+    trickle(9000)
+
+
+def _fulls() -> None:
+    for policy in ("evict", "hold", "spill"):
+        full(policy)
+
+
 SCENARIOS: dict[str, Callable[[], None]] = {
     "flood": flood_and_expiry,
     "burst": burst,
-    "trickle": lambda: (trickle(5000), trickle(9000)) and None,
-    "full": lambda: [full(p) for p in ("evict", "hold", "spill")] and None,
+    "trickle": _trickles,
+    "full": _fulls,
     "full-evict": lambda: full("evict"),
     "full-hold": lambda: full("hold"),
     "full-spill": lambda: full("spill"),

@@ -11,13 +11,13 @@ import pytest
 from cfban.clock import FakeClock
 from cfban.cloudflare import parse_marker
 from cfban.config import Settings
-from tests.cfemu import Emulator
-from tests.cfemu.plugin import serve
+from tests.cfemu import Emulator, serve
+from tests.cfemu._state import Plan
 from tests.controls_support import IP, advance, bans_at_cloudflare, host
 from tests.test_cli_bans import cfban_env, run_cfban, write_config
 
 # (backend, plan, max_lists) → where a challenge goes, and where the escalated block goes
-CASES = {
+CASES: dict[str, tuple[str, Plan, int, str, str]] = {
     "access-rules": ("access-rules", "free", 1, "managed_challenge", "block"),
     "list, several lists": (
         "list",

@@ -20,7 +20,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from cfban._resources import filters_dir
 from cfban.fail2ban import Filter, load_filter
@@ -301,8 +303,6 @@ def _nginx_escape(text: str) -> str:
 def test_access_filters_only_ever_name_the_first_field(name: str) -> None:
     """Whatever a client writes into the request, user, Referer, User-Agent or forwarded
     headers, a failure's address is the line's first field ($remote_addr)."""
-    hypothesis = pytest.importorskip("hypothesis")
-    st = hypothesis.strategies
     flt = load_filter(name, search_path=[FILTERS])
     client_text = st.lists(st.sampled_from(_FRAGMENTS), max_size=6).map("".join)
     attack = st.sampled_from(["", "wp-login.php", "phpmyadmin/", ".env", "cgi-bin/x"])

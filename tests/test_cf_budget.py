@@ -100,7 +100,7 @@ def test_idle_settle_learns_ids_when_cheap(emu: Emulator, tmp_path: Path) -> Non
     refs = be.add([BanEntry(t, T0, ()) for t in addresses(1000)])
     assert set(refs.values()) == {""}
     assert be.settle() == {}  # a write just happened: not idle yet
-    emu.clock.sleep(11)  # type: ignore[attr-defined]
+    emu.clock.sleep(11)
     learnt = be.settle()
     assert learnt == {i["ip"]: i["id"] for i in emu.list_items("cfban")}
     emu.log.clear()
@@ -154,7 +154,7 @@ def test_hold_adds_what_fits_and_reports(emu: Emulator, tmp_path: Path) -> None:
         be.add([BanEntry(t, T0 + 86400, ()) for t in new])
     assert len(comments(emu)) == 10_000
     for _ in range(2):
-        emu.clock.sleep(20)  # type: ignore[attr-defined]
+        emu.clock.sleep(20)
         emu.log.clear()
         with pytest.raises(ListFullError):  # now known to be full: no write is tried
             be.add([BanEntry(t, T0 + 86400, ()) for t in new])
@@ -183,7 +183,7 @@ def test_a_deleted_list_is_made_again_and_refilled(emu: Emulator, tmp_path: Path
     from cfban.delivery import deliver
     from cfban.state import StateStore
 
-    store = StateStore.open(tmp_path, emu.clock)  # type: ignore[arg-type]
+    store = StateStore.open(tmp_path, emu.clock)
     be = backend(emu, tmp_path)
     held = addresses(30)
     for target in held:
@@ -194,7 +194,7 @@ def test_a_deleted_list_is_made_again_and_refilled(emu: Emulator, tmp_path: Path
         emu.state.rulesets.clear()
         emu.state.lists.clear()
     store.hold(address="203.0.113.7", target="203.0.113.7", jail="j", expires_at=None)
-    emu.clock.sleep(5)  # type: ignore[attr-defined]
+    emu.clock.sleep(5)
     report = deliver(store, be, clock=emu.clock, state_dir=tmp_path)
     assert report.queue_depth == 0
     assert set(emu.list_ips("cfban")) == {*held, "203.0.113.7"}  # nothing lost
