@@ -7,7 +7,8 @@ import re
 import time
 
 from cfban.fail2ban import DateMatch, Filter, FilterDefinition, LineMatcher, RegexSource
-from cfban.fail2ban._matcher import MAX_LINE_CHARS, decode_line, normalize_host
+from cfban.fail2ban._filter import MAX_LINE_CHARS, decode_line
+from cfban.fail2ban._search import normalize_host
 
 NOW = 1_421_780_000.0  # 2015-01-20 18:53:20 UTC
 _ERROR_DATE = re.compile(r"^(\d{4})/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)")

@@ -9,7 +9,8 @@ The specification is fail2ban's own behaviour (filter files, tags, dates). Modul
 ``_dates``      date templates, ``datepattern``, ``%Ex...`` directives, date -> epoch
 ``_regex``      regex tags (``<HOST>``, ``<F-NAME>``, ...) expanded and compiled
 ``_prefilter``  literals every failure contains: lines without them skip the pipeline
-``_matcher``    the pure per-line pipeline: :class:`Filter`; :class:`LineMatcher` for state
+``_filter``     the pure per-line pipeline: :class:`Filter`; what a raw log line is to it
+``_matcher``    :class:`LineMatcher`: a filter's state across lines (buffer, last date, sessions)
 ``_search``     the failregex loop of one line (or buffer) and the failure it gives
 ``_oneline``    the same loop in fewer steps for plain single-line filters
 ``_scan``       a filter over a whole chunk of lines, looking only at candidate lines
@@ -23,7 +24,8 @@ The specification is fail2ban's own behaviour (filter files, tags, dates). Modul
 from __future__ import annotations
 
 from cfban.fail2ban._api import load_filter
-from cfban.fail2ban._matcher import MAX_LINE_CHARS, Filter, LineMatcher, decode_line
+from cfban.fail2ban._filter import MAX_LINE_CHARS, Filter, decode_line
+from cfban.fail2ban._matcher import LineMatcher
 from cfban.fail2ban._model import DateMatch, Failure, FilterDefinition, RegexSource
 
 __all__ = [

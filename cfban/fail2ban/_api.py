@@ -7,8 +7,8 @@ from datetime import tzinfo
 from pathlib import Path
 
 from cfban._resources import filters_dir
+from cfban.fail2ban._filter import Filter
 from cfban.fail2ban._loader import load_definition
-from cfban.fail2ban._matcher import Filter
 
 #: Where stock fail2ban keeps its filters on Debian.
 SYSTEM_FILTER_DIR = Path("/etc/fail2ban/filter.d")

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Protocol
 from cfban.fail2ban._prefilter import Prefilter
 
 if TYPE_CHECKING:
+    from cfban.fail2ban._filter import Filter
     from cfban.fail2ban._fragments import SpanSearch
-    from cfban.fail2ban._matcher import Filter
 
 __all__ = [
     "CandidateFinder",

@@ -39,7 +39,7 @@ from cfban.fail2ban._cuts import REPEATS, ZERO_WIDTH, Cut, charset, template_cut
 
 if TYPE_CHECKING:
     from cfban.fail2ban._candidates import PatternFinder
-    from cfban.fail2ban._matcher import Filter
+    from cfban.fail2ban._filter import Filter
 
 __all__ = ["chain", "chain_pieces", "native_available", "pattern_finder", "variants"]
 

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cfban.fail2ban._model import Failure
+from cfban.fail2ban._regex import CompiledFilter
 from cfban.fail2ban._search import INTERNAL_KEYS, TupleLine, failure_host
-
-if TYPE_CHECKING:
-    from cfban.fail2ban._matcher import Filter
 
 __all__ = ["OneLine"]
 
@@ -35,23 +33,22 @@ class OneLine:
 
     __slots__ = ("_ignores", "_regexes", "_stats", "_subsets", "_usedns")
 
-    def __init__(self, flt: Filter) -> None:
-        compiled = flt.compiled
+    def __init__(self, compiled: CompiledFilter, *, usedns: str, stats: Counter[str]) -> None:
         self._regexes: tuple[_Regex, ...] = tuple(
             (index, regex.pattern.search, regex.alt_names)
             for index, regex in enumerate(compiled.failregex)
         )
         self._ignores = tuple(regex.pattern.search for regex in compiled.ignoreregex)
-        self._usedns = flt.definition.usedns
-        self._stats: Counter[str] = flt.stats
+        self._usedns = usedns
+        self._stats = stats  # the filter's: "no failure id" is counted there
         self._subsets: dict[tuple[int, ...], tuple[_Regex, ...]] = {}
 
     @classmethod
-    def fits(cls, flt: Filter) -> bool:
-        """Whether ``flt`` is a filter this loop gives the full loop's results for."""
-        compiled = flt.compiled
+    def fits(cls, compiled: CompiledFilter, *, maxlines: int) -> bool:
+        """Whether a filter of these regexes and ``maxlines`` is one this loop gives the full
+        loop's results for."""
         return (
-            not flt._multiline
+            maxlines <= 1
             and compiled.prefregex is None
             and not any(
                 _SPECIAL_GROUPS.intersection(regex.pattern.groupindex) or regex.has_skiplines

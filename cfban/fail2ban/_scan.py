@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cfban.fail2ban._candidates import CandidateFinder, finder_for
-from cfban.fail2ban._matcher import DatedLines, LineMatcher, SkippedLines, not_log_line
+from cfban.fail2ban._filter import not_log_line
+from cfban.fail2ban._matcher import DatedLines, LineMatcher, SkippedLines
 from cfban.fail2ban._model import Failure
 
 __all__ = ["ChunkScanner", "Hit", "SkippedLines", "split_chunks"]

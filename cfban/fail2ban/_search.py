@@ -2,8 +2,8 @@
 
 The second half of the per-line pipeline (fail2ban-format.md §2.4 steps 4-8, §2.7): the
 ignoreregex pre-check, prefregex and ``<F-CONTENT>``, the failregexes in order with the
-ignoreregex post-check, the failure id, and ``<F-MLFID>`` session merging. ``_matcher`` does the
-first half (line cut, date, prefilter) and keeps the state between lines.
+ignoreregex post-check, the failure id, and ``<F-MLFID>`` session merging. ``_filter`` does the
+first half (line cut, date, prefilter); ``_matcher`` keeps the state between lines.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from cfban.fail2ban._model import Failure
 from cfban.fail2ban._regex import CompiledRegex
 
 if TYPE_CHECKING:
-    from cfban.fail2ban._matcher import Filter, LineMatcher
+    from cfban.fail2ban._filter import Filter
+    from cfban.fail2ban._matcher import LineMatcher
 
 INTERNAL_KEYS = frozenset(
     {"matches", "nofail-matches", "users", "mlfpending", "mlfforget", "mlfgained", "content"}

@@ -47,10 +47,12 @@ from typing import Any
 from cfban._resources import filters_dir
 from cfban.clock import SystemClock
 from cfban.fail2ban._dates import DateDetector
+from cfban.fail2ban._filter import Filter
 from cfban.fail2ban._loader import load_definition
-from cfban.fail2ban._matcher import Filter, LineMatcher, normalize_host
+from cfban.fail2ban._matcher import LineMatcher
 from cfban.fail2ban._model import Failure
 from cfban.fail2ban._regex import expand_tags
+from cfban.fail2ban._search import normalize_host
 
 #: Debian's fail2ban: its stock filters, and the annotated sample logs it ships beside them.
 STOCK_FILTERS = Path("/etc/fail2ban/filter.d")
