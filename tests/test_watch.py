@@ -159,9 +159,10 @@ def test_backlog_bans_are_gathered_into_few_rounds(
     """While a backlog is read, batch after batch, the delivery thread is called once and
     then again only when the backlog ends - wherever it ends - and every ban lands."""
     import cfban.watch._daemon as daemon_module
+    import cfban.watch._deliverer as deliverer_module
 
     monkeypatch.setattr(daemon_module, "BATCH_LINES", 2)
-    monkeypatch.setattr(daemon_module, "DELIVERY_GATHER", 3600.0)
+    monkeypatch.setattr(deliverer_module, "DELIVERY_GATHER", 3600.0)
     (tmp_path / "logs").mkdir()
     log = tmp_path / "logs" / "access.log"
     offenders = [f"203.0.113.{n}" for n in range(40, 60)]
@@ -172,7 +173,7 @@ def test_backlog_bans_are_gathered_into_few_rounds(
         _settings(tmp_path, cf_server),
         WatchOptions(poll=0.05, exit_idle=0.5, from_start=True),
     )
-    calls = daemon._deliver_now = _CountingEvent()
+    calls = daemon.deliverer.called = _CountingEvent()
     daemon.run()
     assert daemon.metrics.bans["probes"] == len(offenders)
     assert _rules(cf_server) == set(offenders)
@@ -186,6 +187,7 @@ def test_a_ban_held_back_is_sent_once_the_gather_time_passes(
     """A ban queued within the gather time of the last call is not forgotten while the
     backlog goes on: the next batch after the gather time calls, even one with no ban."""
     import cfban.watch._daemon as daemon_module
+    import cfban.watch._deliverer as deliverer_module
     from cfban.clock import FakeClock
 
     monkeypatch.setattr(daemon_module, "BATCH_LINES", 2)
@@ -195,7 +197,7 @@ def test_a_ban_held_back_is_sent_once_the_gather_time_passes(
     log.write_text("".join(PROBE.format(ip=ip, date=log_date()) for ip in ips))
     clock = FakeClock(time.time())
     daemon = Daemon(_settings(tmp_path, cf_server), WatchOptions(from_start=True), clock=clock)
-    calls = daemon._deliver_now = _CountingEvent()
+    calls = daemon.deliverer.called = _CountingEvent()
     service = daemon._factory(daemon.settings)
     try:
         daemon._intake = daemon._make_intake(service)
@@ -204,10 +206,10 @@ def test_a_ban_held_back_is_sent_once_the_gather_time_passes(
         assert calls.calls == 1
         clock.advance(0.01)
         daemon._read_all(service)  # another ban, within the gather time: held back
-        assert calls.calls == 1 and daemon._uncalled
-        clock.advance(daemon_module.DELIVERY_GATHER)
+        assert calls.calls == 1 and daemon.deliverer.held
+        clock.advance(deliverer_module.DELIVERY_GATHER)
         daemon._read_all(service)  # no ban in this batch, but the held one is called for
-        assert calls.calls == 2 and not daemon._uncalled
+        assert calls.calls == 2 and not daemon.deliverer.held
     finally:
         for entry in daemon._files.values():
             entry.follower.close()

@@ -6,7 +6,8 @@
 ``_pipeline``   lines through filter -> real-IP resolver -> guard -> jail (no I/O)
 ``_metrics``    counters, Prometheus text, the optional metrics endpoint
 ``_status``     typed status (state DB + daemon file), ``cfban status``/``health``
-``_daemon``     wiring: followers, the pipeline, commits, the delivery thread, signals
+``_deliverer``  the delivery thread: rounds into Cloudflare, gathered while a backlog is read
+``_daemon``     wiring: followers, the pipeline, commits, calls on the delivery thread, signals
 ==============  ===========================================================================
 """
 

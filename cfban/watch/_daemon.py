@@ -3,18 +3,15 @@
 Main thread: follow the jails' log files, run each complete line through the pipeline, and
 commit the bans it decides through the one commit path (:class:`cfban.intake.commit.Intake`:
 bantime grown from the ban history, the recidive rule), together with the file cursors (one
-transaction per batch). A
-delivery thread drains the outbox into Cloudflare concurrently, so a slow or failing
-Cloudflare never stalls log reading; it also turns ended bans into removals. SIGTERM/SIGINT
-stop cleanly *without* unbanning (bans stay at Cloudflare until they expire); SIGHUP reloads
-the configuration.
+transaction per batch), then call the delivery thread (``_deliverer``), which drains the
+outbox into Cloudflare concurrently. SIGTERM/SIGINT stop cleanly *without* unbanning (bans
+stay at Cloudflare until they expire); SIGHUP reloads the configuration.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import math
 import os
 import signal
 import threading
@@ -28,7 +25,6 @@ from cfban.bans import BanService
 from cfban.clock import Clock, SystemClock
 from cfban.cloudflare import cloudflare_status
 from cfban.config import Settings
-from cfban.delivery import DeliveryReport
 from cfban.errors import CfbanError
 from cfban.intake.commit import Intake
 from cfban.jail import BanDecision
@@ -36,6 +32,7 @@ from cfban.realip import GuardStats, Resolver, load_ranges
 from cfban.state import Hold, StoredCursor
 from cfban.tailer import Cursor, Follower, Watcher, expand_logpaths
 from cfban.targets import ban_target
+from cfban.watch._deliverer import Deliverer
 from cfban.watch._jails import JailRuntime, build_jails
 from cfban.watch._metrics import Metrics, serve_metrics
 from cfban.watch._pipeline import Pipeline
@@ -53,20 +50,6 @@ BATCH_LINES = 2_000
 #: collector runs a few times per million lines.
 GC_THRESHOLD = 50_000
 PURGE_INTERVAL = 10.0
-#: Seconds a delivery round may take while running (it then reports and starts again).
-ROUND_DEADLINE = 10.0
-#: Seconds the last delivery round may take when stopping: whatever is left stays queued
-#: (durably) for the next start, so a failing Cloudflare never holds up a stop for long.
-STOP_DEADLINE = 5.0
-#: Seconds between looks at the age of the shared allowlist copy (it is read again when
-#: older than [cloudflare] allowlist_refresh).
-ALLOWLIST_CHECK = 30.0
-#: Seconds between calls on the delivery thread while a backlog is read (full batches, one
-#: after another): each round takes every ban queued since the last, instead of one round -
-#: a claim, a confirmation and a record, each a synced transaction - per batch of lines.
-#: A batch that reaches the end of its file calls at once, so a live line's ban waits for
-#: no one.
-DELIVERY_GATHER = 0.1
 
 
 @dataclass
@@ -108,13 +91,11 @@ class Daemon:
         )
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._deliver_now = threading.Event()
         self._files: dict[Path, _File] = {}
-        self._last_error: str | None = None
-        self._oldest_queued: float | None = None
         self._attached_once = False
-        self._called_delivery = -math.inf  # monotonic time of the last call
-        self._uncalled = False  # bans queued since that call
+        self.deliverer = Deliverer(
+            self._factory, self.clock, self.metrics, poll=self.options.poll, released=self._released
+        )
         self._setup(settings)
 
     # -- set-up -------------------------------------------------------------------------------
@@ -194,7 +175,6 @@ class Daemon:
         server = None
         if self.options.metrics_address:
             server = serve_metrics(self.options.metrics_address, self.metrics.prometheus)
-        delivery = threading.Thread(target=self._deliver_loop, name="delivery", daemon=True)
         watcher: Watcher | None = None
         self._intake = self._make_intake(service)
         thresholds = gc.get_threshold()
@@ -204,15 +184,13 @@ class Daemon:
             cursors = service.store.cursors()
             self._attach_files({path: Cursor(*stored) for path, stored in cursors.items()})
             watcher = Watcher({p.parent for j in self.jails for p in map(Path, j.logpaths)})
-            delivery.start()
+            self.deliverer.start(self.settings)
             self._loop(service, watcher)
         finally:
             self._stop.set()
-            self._deliver_now.set()
             if watcher is not None:
                 watcher.stop()
-            if delivery.is_alive():
-                delivery.join(timeout=30)
+            self.deliverer.stop()
             self._write_status(service, stopped=True)
             if server is not None:
                 server.shutdown()
@@ -253,8 +231,7 @@ class Daemon:
                 log.info("no new lines for %.0f s and nothing queued: exiting", idle)
                 return
             if not read:
-                if self._uncalled:  # the backlog ended on a full batch
-                    self._call_delivery(urgent=True)
+                self.deliverer.call_held()  # the backlog may have ended on a full batch
                 watcher.wait(self.options.poll)
 
     def _queue_empty(self, service: BanService) -> bool:
@@ -306,21 +283,9 @@ class Daemon:
             for hold in holds:
                 seen = "" if hold.target == hold.address else f" (seen as {hold.address})"
                 log.info("ban %s%s by jail %s", hold.target, seen, hold.jail)
-            self._uncalled = self._uncalled or bool(queued)
-            if self._uncalled:  # also for bans an earlier batch of the backlog queued
-                self._call_delivery(urgent=entry.caught_up)
+            self.deliverer.call(queued=bool(queued), urgent=entry.caught_up)
             total += len(lines)
         return total
-
-    def _call_delivery(self, *, urgent: bool) -> None:
-        """Wake the delivery thread for the bans queued since the last call: at once after
-        a batch that reached the end of its file (``urgent``), at most every
-        :data:`DELIVERY_GATHER` seconds while a backlog is read."""
-        now = self.clock.monotonic()
-        if urgent or now - self._called_delivery >= DELIVERY_GATHER:
-            self._called_delivery = now
-            self._uncalled = False
-            self._deliver_now.set()
 
     def _hold(self, decision: BanDecision) -> Hold | None:
         """The hold the one commit path plans for a jail's decision (None: none to commit)."""
@@ -340,55 +305,10 @@ class Daemon:
         assert self._intake is not None
         return self._intake.commit(holds, cursors)
 
-    # -- delivery thread ----------------------------------------------------------------------
-
-    def _deliver_loop(self) -> None:
-        service = self._factory(self.settings)
-        next_allowlist = self.clock.monotonic() + ALLOWLIST_CHECK  # run() read it at start
-        try:
-            while True:
-                stopping = self._stop.is_set()
-                if not stopping and self.clock.monotonic() >= next_allowlist:
-                    # the shared allowlist: read at start-up, then whenever the copy is stale
-                    try:
-                        service.refresh_allowlist()
-                    except CfbanError as exc:
-                        log.error("could not use the shared allowlist: %s", exc)
-                    next_allowlist = self.clock.monotonic() + ALLOWLIST_CHECK
-                try:
-                    report = service.deliver(deadline=STOP_DEADLINE if stopping else ROUND_DEADLINE)
-                except CfbanError as exc:
-                    self._last_error = str(exc)
-                    log.error("delivery failed: %s", exc)
-                    report = None
-                if report is not None:
-                    self._account(report)
-                    self._refresh_queue(service)
-                if stopping:
-                    return
-                self._deliver_now.wait(self.options.poll)
-                self._deliver_now.clear()
-        finally:
-            service.close()
-
-    def _account(self, report: DeliveryReport) -> None:
-        if report.added or report.removed:
-            self.metrics.api_batches += 1
-        self.metrics.delivered += len(report.added)
-        self.metrics.unbans += len(report.removed)
-        self.metrics.api_errors += report.failed
-        if report.errors:
-            self._last_error = report.errors[-1]
-        for target in report.removed:
-            for jail in self.jails:
-                jail.counter.release(target)
-
-    def _refresh_queue(self, service: BanService) -> None:
-        depth = service.queue_depth()
-        self.metrics.queue_add = depth["add"]
-        self.metrics.queue_remove = depth["remove"]
-        self._oldest_queued = service.store.oldest_queued_at()
-        self.metrics.oldest_queued_at = self._oldest_queued
+    def _released(self, target: str) -> None:
+        """A removal was delivered: every jail counts ``target`` afresh."""
+        for jail in self.jails:
+            jail.counter.release(target)
 
     # -- status -------------------------------------------------------------------------------
 
@@ -407,8 +327,8 @@ class Daemon:
                 for j in self.jails
             },
             "metrics": self.metrics.as_dict(),
-            "oldest_queued_at": self._oldest_queued,
-            "last_error": self._last_error,
+            "oldest_queued_at": self.deliverer.oldest_queued,
+            "last_error": self.deliverer.last_error,
             "cloudflare": self._cloudflare_status(),
         }
         try:
