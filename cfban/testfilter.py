@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cfban.errors import CfbanError, FilterError, LogError
 from cfban.fail2ban import Failure, Filter, LineMatcher, decode_line, load_filter
+from cfban.fail2ban._engines import SpanSearch, compile_native, native_available
 from cfban.fail2ban._filter import not_log_line
-from cfban.fail2ban._fragments import SpanSearch, compile_native, native_available
 from cfban.fail2ban._scan import ChunkScanner, split_chunks
 
 if TYPE_CHECKING:

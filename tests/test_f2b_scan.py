@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from cfban._resources import filters_dir
 from cfban.fail2ban import Filter, FilterDefinition, LineMatcher, RegexSource
-from cfban.fail2ban._candidates import CandidateFinder, LiteralFinder, finder_for
-from cfban.fail2ban._fragments import native_available, pattern_finder
+from cfban.fail2ban._candidates import CandidateFinder, LiteralFinder, finder_for, pattern_finder
+from cfban.fail2ban._engines import native_available
 from cfban.fail2ban._scan import ChunkScanner, split_chunks
 from tests.support.failjson import (
     BUNDLED,

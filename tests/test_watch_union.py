@@ -25,7 +25,7 @@ import pytest
 from cfban._resources import filters_dir
 from cfban.fail2ban import LineMatcher
 from cfban.fail2ban._candidates import CandidateFinder, PatternFinder, finder_for
-from cfban.fail2ban._fragments import native_available
+from cfban.fail2ban._engines import native_available
 from cfban.fail2ban._scan import ChunkScanner
 from cfban.fail2ban._union import SharedSearch, shareable
 from cfban.watch._pipeline import lines_before

@@ -16,7 +16,8 @@ The specification is fail2ban's own behaviour (filter files, tags, dates). Modul
 ``_scan``       a filter over a whole chunk of lines, looking only at candidate lines
 ``_candidates`` chunk-wide searches for candidate lines (native regex, or literal probes)
 ``_union``      one such search for the filters of several jails that read the same file
-``_fragments``  failregexes reduced to native regexes that match a superset of their lines
+``_fragments``  failregexes reduced to chains: regexes that match a superset of their lines
+``_engines``    span searches over bytes: the native engine (``google-re2``), or ``re``
 ``_cuts``       what a date cut allows; the ASCII characters of a regex item
 ``_api``        :func:`load_filter`, the entry point
 """

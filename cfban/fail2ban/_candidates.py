@@ -4,10 +4,10 @@ A :class:`CandidateFinder` returns the start offsets of the lines of a chunk (ra
 joined by ``\\n``) that a filter must look at; every other line is sure to give no failure.
 Two kinds, tried in this order by :func:`finder_for`:
 
-* :class:`PatternFinder` (``_fragments``): one native regex (``google-re2``) for all the
-  failregexes of a filter, each reduced to a part every match contains and that a date cut
-  cannot split, searched through the chunk at once. Lines with bytes it cannot judge (not
-  ASCII, or NUL) are always candidates.
+* :class:`PatternFinder` (built by :func:`pattern_finder`): one native regex
+  (``google-re2``, ``_engines``) for all the failregexes of a filter, each reduced to a part
+  every match contains and that a date cut cannot split (``_fragments``), searched through the
+  chunk at once. Lines with bytes it cannot judge (not ASCII, or NUL) are always candidates.
 * :class:`LiteralFinder`: the probes of the literal prefilter (``_prefilter``), each found
   with ``bytes.find`` through the chunk.
 
@@ -26,11 +26,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from cfban.fail2ban._cuts import template_cut
+from cfban.fail2ban._engines import SpanSearch, compile_native, compile_python, native_available
+from cfban.fail2ban._fragments import GAP_TEXT, chain_pieces, variants
 from cfban.fail2ban._prefilter import Prefilter
 
 if TYPE_CHECKING:
     from cfban.fail2ban._filter import Filter
-    from cfban.fail2ban._fragments import SpanSearch
 
 __all__ = [
     "CandidateFinder",
@@ -39,6 +41,7 @@ __all__ = [
     "PatternFinder",
     "RegexHints",
     "finder_for",
+    "pattern_finder",
 ]
 
 _NEWLINE = b"\n"
@@ -246,6 +249,45 @@ def _literal_finder(prefilter: Prefilter | None) -> LiteralFinder | None:
     return LiteralFinder(p.encode("utf-8") for p in best)
 
 
+def pattern_finder(flt: Filter, *, native: bool = True) -> PatternFinder | None:
+    """A :class:`PatternFinder` for ``flt``'s failregexes, or ``None`` (a failregex without a
+    usable chain, dates the cut rules cannot place, or a multi-line filter).
+
+    With ``google-re2`` (and ``native``) the chains are searched by it. Without, Python's
+    ``re`` searches them, but only chain variants without gaps: ``re`` backtracks, and a
+    gap (``[^\\n]*?``) between parts could make a long line cost quadratic time.
+    """
+    templates = getattr(flt.dates, "templates", None)
+    if not templates or flt._multiline:  # several lines match as one: no line on its own
+        return None
+    engine = compile_native if native and native_available() else compile_python
+    compiled: dict[str, SpanSearch] = {}
+
+    def compile_chain(text: str) -> SpanSearch:  # each text once: checked here, tuned later
+        search = compiled.get(text)
+        if search is None:
+            search = compiled[text] = engine(text)
+        return search
+
+    cuts = [template_cut(t.regex) for t in templates]
+    options: list[list[str]] = []
+    for regex in flt.compiled.failregex:
+        pieces = chain_pieces(regex.pattern, cuts)
+        found = variants(pieces) if pieces is not None else []
+        if engine is compile_python:
+            found = [text for text in found if GAP_TEXT not in text]
+        if not found:
+            return None
+        options.append(found)
+    try:
+        for texts in options:
+            for text in texts:
+                compile_chain(text)
+    except Exception:  # noqa: BLE001 - any refusal of the engine: use the fallback
+        return None
+    return PatternFinder(options, compile_chain, native=engine is compile_native)
+
+
 def finder_for(flt: Filter, *, native: bool = True) -> CandidateFinder | None:
     """The best finder for ``flt``, or ``None`` (every line must be looked at).
 
@@ -253,8 +295,6 @@ def finder_for(flt: Filter, *, native: bool = True) -> CandidateFinder | None:
     """
     if flt._multiline:
         return None
-    from cfban.fail2ban._fragments import native_available, pattern_finder
-
     native = native and native_available()
     chains = pattern_finder(flt, native=native)
     if native and chains is not None:

@@ -22,29 +22,25 @@ Two things make a part unusable (it becomes a gap):
 The chain is built for ASCII text: lines with other bytes, or NUL (which the matcher rewrites),
 are always candidates (``_candidates.PatternFinder``). Patterns with non-ASCII characters get no
 chain. The native engine is ``google-re2`` (wheels for CPython 3.9-3.13 on Linux x86-64 and
-aarch64, macOS and Windows); without it :func:`pattern_finder` gives ``None`` and the literal
-finder is used.
+aarch64, macOS and Windows; ``_engines``); without it ``_candidates.pattern_finder`` keeps
+only the chains without gaps, for Python's ``re``, or the literal finder is used.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cfban.fail2ban._cuts import REPEATS, ZERO_WIDTH, Cut, charset, template_cut
+from cfban.fail2ban._cuts import REPEATS, ZERO_WIDTH, Cut, charset
 
-if TYPE_CHECKING:
-    from cfban.fail2ban._candidates import PatternFinder
-    from cfban.fail2ban._filter import Filter
-
-__all__ = ["chain", "chain_pieces", "native_available", "pattern_finder", "variants"]
+__all__ = ["GAP_TEXT", "chain", "chain_pieces", "variants"]
 
 _GAP = None  # a stretch of the line the chain says nothing about
-_GAP_TEXT = r"[^\n]*?"
+GAP_TEXT = r"[^\n]*?"
 _MAX_COUNT = 1000  # RE2's largest repeat count
 #: A chain must require this many characters to be worth searching for.
 MIN_CHAIN_CHARS = 3
@@ -218,7 +214,7 @@ def join(pieces: Iterable[Piece]) -> str | None:
             gap = True
             continue
         if gap:
-            out.append(_GAP_TEXT)
+            out.append(GAP_TEXT)
             gap = False
         out.append(piece)
     return "".join(out) if out else None
@@ -298,113 +294,6 @@ def _word_starts(run: Sequence[Piece]) -> list[int]:
             found.append(at - length)
         length = 0
     return found
-
-
-def native_available() -> bool:
-    """Whether ``google-re2`` can be imported here."""
-    try:
-        import re2  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def pattern_finder(flt: Filter, *, native: bool = True) -> PatternFinder | None:
-    """A :class:`PatternFinder` for ``flt``'s failregexes, or ``None`` (a failregex without a
-    usable chain, dates the cut rules cannot place, or a multi-line filter).
-
-    With ``google-re2`` (and ``native``) the chains are searched by it. Without, Python's
-    ``re`` searches them, but only chain variants without gaps: ``re`` backtracks, and a
-    gap (``[^\\n]*?``) between parts could make a long line cost quadratic time.
-    """
-    from cfban.fail2ban._candidates import PatternFinder
-
-    templates = getattr(flt.dates, "templates", None)
-    if not templates or flt._multiline:  # several lines match as one: no line on its own
-        return None
-    engine = compile_native if native and native_available() else compile_python
-    compiled: dict[str, SpanSearch] = {}
-
-    def compile_chain(text: str) -> SpanSearch:  # each text once: checked here, tuned later
-        search = compiled.get(text)
-        if search is None:
-            search = compiled[text] = engine(text)
-        return search
-
-    cuts = [template_cut(t.regex) for t in templates]
-    options: list[list[str]] = []
-    for regex in flt.compiled.failregex:
-        pieces = chain_pieces(regex.pattern, cuts)
-        found = variants(pieces) if pieces is not None else []
-        if engine is compile_python:
-            found = [text for text in found if _GAP_TEXT not in text]
-        if not found:
-            return None
-        options.append(found)
-    try:
-        for texts in options:
-            for text in texts:
-                compile_chain(text)
-    except Exception:  # noqa: BLE001 - any refusal of the engine: use the fallback
-        return None
-    return PatternFinder(options, compile_chain, native=engine is compile_native)
-
-
-#: Where a pattern first matches ``data`` at or after ``pos``: ``(start, end)``, or ``None``.
-SpanSearch = Callable[[bytes, int], "tuple[int, int] | None"]
-
-
-def compile_native(source: str) -> SpanSearch:
-    """``source`` compiled by the native engine (``google-re2``), for bytes: its span search.
-
-    The package's ``search`` wraps each call in Python (a generator, a match object): about
-    5 us, more than the native search of a chunk's next candidate costs. The span search
-    calls the compiled ``RE2`` object directly when it answers as expected (checked here
-    once per pattern), else goes through the public ``search``.
-    """
-    import re2
-
-    compiled = re2.compile(source.encode("ascii"))
-    return _direct_span(compiled) or _span_of(compiled.search)
-
-
-def _direct_span(compiled: Any) -> SpanSearch | None:
-    """The compiled ``RE2`` object's own match call, if this version of the package has it
-    and it agrees with the public ``search`` on a probe; else ``None``."""
-    try:
-        import re2
-
-        match = compiled._regexp.Match
-        unanchored = re2._Anchor.UNANCHORED
-        probe = b"\n" + bytes(range(32, 127)) * 2
-        expected = compiled.search(probe, 1)
-        spans = match(unanchored, probe, 1, len(probe))
-        if (expected.span() if expected is not None else (-1, -1)) != tuple(spans[0]):
-            return None
-    except Exception:  # noqa: BLE001 - any difference: use the public API
-        return None
-
-    def span(data: bytes, pos: int) -> tuple[int, int] | None:
-        found: tuple[int, int] = match(unanchored, data, pos, len(data))[0]
-        return None if found[0] < 0 else found
-
-    return span
-
-
-def compile_python(source: str) -> SpanSearch:
-    """``source`` compiled by Python's ``re``, for bytes (chains are Python syntax too): its
-    span search."""
-    return _span_of(re.compile(source.encode("ascii")).search)
-
-
-def _span_of(search: Callable[[bytes, int], Any]) -> SpanSearch:
-    """The span search of a ``search`` that returns a match object or ``None``."""
-
-    def span(data: bytes, pos: int) -> tuple[int, int] | None:
-        found = search(data, pos)
-        return None if found is None else found.span()
-
-    return span
 
 
 @lru_cache(maxsize=4096)  # the jails on one file weigh the same chains' parts
