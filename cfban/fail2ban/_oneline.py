@@ -28,8 +28,9 @@ _Regex = tuple[int, Callable[[str], Any], tuple[tuple[str, str], ...]]
 
 
 class OneLine:
-    """The failures of one line of ``flt``, as ``Search(...).run()`` without ``check_all``
-    followed by the matcher's filter (a host, no ``nofail``)."""
+    """The failures of one line of a plain single-line filter (its compiled regexes), as
+    ``Search(...).run()`` without ``check_all`` followed by the matcher's filter (a host, no
+    ``nofail``)."""
 
     __slots__ = ("_ignores", "_regexes", "_stats", "_subsets", "_usedns")
 

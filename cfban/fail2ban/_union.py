@@ -7,7 +7,10 @@ found among the filters with one native set match (``re2.Set``) of the same chai
 line alone: which chains occur in it, hence which filters want it. A chain never spans a line
 end (``_fragments``), so each filter gets exactly the lines its own search gives — those where
 one of its chains matches, and every line with bytes a native pattern is not trusted with
-(outside ASCII, or NUL) — and each jail's results are those of its own scan.
+(outside ASCII, or NUL) — and each jail's results are those of its own scan. The same set
+match says which of a filter's failregexes can match the line (those whose chains are in it):
+:meth:`SharedSearch.regex_hints` hands that to the short failregex loop (``_oneline``), which
+then tries only those, in their order.
 
 :meth:`SharedSearch.finders` gives one :class:`CandidateFinder` per filter, for that filter's
 ``ChunkScanner``: the first to ask about a chunk has it searched, the others get the lines
