@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cfban.errors import CfbanError, GuardRefusal
+from cfban.fail2ban import Failure
 from cfban.jail import BanDecision
 from cfban.realip import Resolution, Resolver
 from cfban.watch._jails import JailRuntime
@@ -69,46 +70,9 @@ class Pipeline:
         for index, message in self.scanner.bad_lines:
             self._bad_line(source, index, message)
         decided: list[Decided] = []
-        # Offenders recur: resolve each (address, groups) once and ask about each client once
-        # per distinct guard - jails whose guards protect the same addresses share the answer
-        # (refusals are still counted every time, per jail). The answers are fixed for the
-        # life of the resolver and of each guard (a reload makes new ones: a new pipeline,
-        # new jails), so the caches only need a bound.
-        resolved, verdicts = self._resolved, self._verdicts
-        if len(resolved) > CACHE_LIMIT:
-            resolved.clear()
-        if len(verdicts) > CACHE_LIMIT:
-            verdicts.clear()
-        resolve = self.resolver.resolve
-        failures = self.metrics.failures
-        for at, position, found_failures in found:
-            jail = jails[position]
-            guard, counter, name = jail.guard, jail.counter, jail.name
+        for at, position, failures in found:
             try:
-                for failure in found_failures:
-                    # the groups in their order: the same mapping gives the same resolution
-                    key = (failure.host, tuple(failure.groups.items()))
-                    resolution = resolved.get(key)
-                    if resolution is None:
-                        resolution = resolved[key] = resolve(failure.host, failure.groups)
-                    client = resolution.client
-                    if resolution.warning or resolution.direct_origin_access or client is None:
-                        self._note(resolution)
-                        if client is None:
-                            continue
-                    asked = (guard.answers, client)  # jails with equal guards ask once
-                    if asked in verdicts:
-                        verdict = verdicts[asked]
-                    else:
-                        verdict = verdicts[asked] = guard.refusal(client)
-                    if verdict is not None:
-                        self._refused(jail, client, verdict)
-                        continue
-                    failures[name] += 1
-                    when = counter.failure_time(failure.time, live=live)
-                    decision = counter.add_failure(client, when)
-                    if decision is not None:
-                        decided.append(Decided(decision, name))
+                self._count(jails[position], failures, live, decided)
             except CfbanError as exc:
                 self._bad_line(source, lines_before(lines, at), str(exc))
         return decided
@@ -123,22 +87,51 @@ class Pipeline:
         if found is None:
             return []  # ruled out by the filter's prefilter: cannot be a failure
         decided: list[Decided] = []
-        for failure in found[1]:
-            resolution = self.resolver.resolve(failure.host, failure.groups)
-            self._note(resolution)
-            client = resolution.client
-            if client is None:
-                continue
-            refusal = jail.guard.refusal(client)
-            if refusal is not None:
-                self._refused(jail, client, refusal)
-                continue
-            self.metrics.failures[jail.name] += 1
-            when = jail.counter.failure_time(failure.time, live=live)
-            decision = jail.counter.add_failure(client, when)
-            if decision is not None:
-                decided.append(Decided(decision, jail.name))
+        self._count(jail, found[1], live, decided)
         return decided
+
+    def _count(
+        self, jail: JailRuntime, found: Sequence[Failure], live: bool, decided: list[Decided]
+    ) -> None:
+        """Resolve, guard and count the failures ``jail`` found on one line; add the bans
+        they decide to ``decided``.
+
+        Offenders recur: each (address, groups) is resolved once, and each client asked
+        about once per distinct guard - jails whose guards protect the same addresses share
+        the answer (refusals are still counted every time, per jail). The answers are fixed
+        for the life of the resolver and of each guard (a reload makes new ones: a new
+        pipeline, new jails), so the caches only need a bound.
+        """
+        resolved, verdicts = self._resolved, self._verdicts
+        if len(resolved) > CACHE_LIMIT:
+            resolved.clear()
+        if len(verdicts) > CACHE_LIMIT:
+            verdicts.clear()
+        guard, counter, name = jail.guard, jail.counter, jail.name
+        for failure in found:
+            # the groups in their order: the same mapping gives the same resolution
+            key = (failure.host, tuple(failure.groups.items()))
+            resolution = resolved.get(key)
+            if resolution is None:
+                resolution = resolved[key] = self.resolver.resolve(failure.host, failure.groups)
+            client = resolution.client
+            if resolution.warning or resolution.direct_origin_access or client is None:
+                self._note(resolution)
+                if client is None:
+                    continue
+            asked = (guard.answers, client)  # jails with equal guards ask once
+            if asked in verdicts:
+                verdict = verdicts[asked]
+            else:
+                verdict = verdicts[asked] = guard.refusal(client)
+            if verdict is not None:
+                self._refused(jail, client, verdict)
+                continue
+            self.metrics.failures[name] += 1
+            when = counter.failure_time(failure.time, live=live)
+            decision = counter.add_failure(client, when)
+            if decision is not None:
+                decided.append(Decided(decision, name))
 
     def _note(self, resolution: Resolution) -> None:
         """Count a direct access to the origin, and warn (once) about what is off."""
