@@ -12,12 +12,11 @@ from __future__ import annotations
 import glob
 import os
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from cfban._lazylog import debug_logger, logger
 from cfban.errors import FilterError
 from cfban.fail2ban._ini import (
     DEFAULT,
@@ -31,16 +30,6 @@ from cfban.fail2ban._model import FilterDefinition, RegexSource
 from cfban.fail2ban._options import parse_filter_spec
 
 __all__ = ["FILTER_OPTIONS", "MAX_TAG_REPLACE_COUNT", "load_definition", "substitute_tags"]
-
-if TYPE_CHECKING:
-    import logging
-
-
-def _log() -> logging.Logger:
-    # imported when first needed: ``cfban test-filter --json`` never sets up logging
-    import logging
-
-    return logging.getLogger(__name__)
 
 
 #: The ``[Definition]`` options fail2ban hands to its server (others are free variables).
@@ -88,8 +77,9 @@ def load_definition(
     cache: dict[str, IniFile] = {}
     paths = expand_includes([p for p in candidates if os.path.exists(p)], cache)
     config = MergedConfig([cache[p] for p in paths])
-    if "logging" in sys.modules:  # else nothing is set up to show a debug message
-        _log().debug("filter %s: files %s", spec, paths)
+    debug = debug_logger(__name__)
+    if debug is not None:
+        debug.debug("filter %s: files %s", spec, paths)
     jail = {k.lower(): v for k, v in (jail_options or {}).items()}
     resolver = _Resolver(config, spec_options)
     known = resolver.first_pass()
@@ -266,7 +256,7 @@ class _Resolver:
     def _usedns(self, options: Mapping[str, str]) -> str:
         value = (options.get("usedns") or "no").lower()
         if value not in ("yes", "warn", "no", "raw"):
-            _log().warning("usedns %r is not yes, warn, no or raw; using no", value)
+            logger(__name__).warning("usedns %r is not yes, warn, no or raw; using no", value)
             return "no"
         return value
 
