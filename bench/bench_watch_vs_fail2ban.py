@@ -20,6 +20,7 @@ least CPU (on a shared machine the others' load only ever adds).
 
     .venv/bin/python bench/bench_watch_vs_fail2ban.py            # ~3-5 minutes
     .venv/bin/python bench/bench_watch_vs_fail2ban.py --skip-fail2ban --repeat 3
+    .venv/bin/python bench/bench_watch_vs_fail2ban.py --log bench/out/access-1M-seed7.log
 """
 
 from __future__ import annotations
@@ -108,17 +109,22 @@ def main() -> None:
     parser.add_argument("--skip-fail2ban", action="store_true")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--repeat", type=int, default=1, help="cfban runs of each (least CPU)")
+    parser.add_argument(
+        "--log", type=Path, default=LOG, help="another access log (e.g. gen_access_log.py --seed 7)"
+    )
     args = parser.parse_args()
-    if not LOG.exists():
-        subprocess.run([sys.executable, str(ROOT / "bench" / "gen_access_log.py")], check=True)
+    source: Path = args.log
+    if not source.exists():
+        command = [sys.executable, str(ROOT / "bench" / "gen_access_log.py"), "-o", str(source)]
+        subprocess.run(command, check=True)
     filters = BUNDLED + [str(STOCK / f"{name}.conf") for name in STOCK_FILTERS]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         log = root / "access.log"
-        shutil.copyfile(LOG, log)
+        shutil.copyfile(source, log)
         with log.open("ab") as out:
             out.write(_sentinels())
-        print(f"log: {LOG.name} + 2 sentinel lines, jails: {', '.join(filters)}", flush=True)
+        print(f"log: {source.name} + 2 sentinel lines, jails: {', '.join(filters)}", flush=True)
         runs: dict[str, list[dict[str, float]]] = {"six": [], "one": [], "heavy": []}
         for _ in range(max(1, args.repeat)):
             runs["six"].append(run_cfban(log, filters, findtime=FINDTIME))
